@@ -1,0 +1,1 @@
+"""Training on TRL: SFT warm start and GRPO stages (locate, examine, joint)."""

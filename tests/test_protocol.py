@@ -1,0 +1,126 @@
+"""The two-query protocol: rendering, parsing (which never raises), config round trips."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from zoomin.boxes import CropPolicy
+from zoomin.codecs import BoxCodec
+from zoomin.protocol import ProtocolConfig, cited_regions, zoom_crops
+
+P = ProtocolConfig()
+
+
+def test_rendered_targets_parse_back_strictly():
+    text = P.render_locate("Region 1: smeared texture.", [[10, 20, 30, 40], [1, 2, 3, 4]], "fake")
+    parsed = P.parse(text, "locate")
+    assert parsed.strict and parsed.problems == []
+    assert parsed.boxes == [[10, 20, 30, 40], [1, 2, 3, 4]]
+    assert parsed.verdict == "fake" and parsed.think == "Region 1: smeared texture."
+    examine = P.parse(P.render_examine("Region 1 is fine.", "real"), "examine")
+    assert examine.strict and examine.verdict == "real"
+
+
+def test_empty_box_list_is_valid_for_real_images():
+    parsed = P.parse(P.render_locate("clean", [], "real"), "locate")
+    assert parsed.strict and parsed.boxes == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "missing <think>"),
+        ("<think>a</think><boxes>[[1,2,3]]</boxes><verdict>fake</verdict>", "boxes are not a list"),
+        ("<think>a</think><boxes>[[1,2,3,4]]</boxes><verdict>maybe</verdict>", "unknown verdict"),
+        ("<think>a<think>b</think></think><boxes>[]</boxes><verdict>fake</verdict>", "more than once"),
+        ("<think>a</think><boxes>[[1,2,3,4]]<verdict>fake</verdict>", "unclosed"),
+        ("<think> </think><boxes>[]</boxes><verdict>real</verdict>", "empty <think>"),
+        ("<think>a</think><boxes>[[١,2,3,4]]</boxes><verdict>fake</verdict>", "boxes are not a list"),
+        ("<think>a</think><boxes>[[" + "9" * 400 + ",2,3,4]]</boxes><verdict>fake</verdict>", "boxes are not a list"),
+        ("hello <think>a</think><boxes>[]</boxes><verdict>real</verdict>", "outside the tags"),
+        ("<verdict>real</verdict><think>a</think><boxes>[]</boxes>", "out of order"),
+    ],
+)
+def test_malformed_answers_report_a_problem(text, problem):
+    parsed = P.parse(text, "locate")
+    assert not parsed.strict
+    assert any(problem in p for p in parsed.problems), parsed.problems
+
+
+def test_boxes_tag_in_examine_answer_is_a_problem():
+    parsed = P.parse("<think>a</think><boxes>[]</boxes><verdict>real</verdict>", "examine")
+    assert not parsed.strict and any("does not belong" in p for p in parsed.problems)
+
+
+def test_verdict_aliases():
+    assert P.parse("<think>a</think><verdict> AI-Generated </verdict>", "examine").verdict == "fake"
+    assert P.parse("<think>a</think><verdict>Authentic</verdict>", "examine").verdict == "real"
+
+
+def test_box_count_is_capped():
+    boxes = ",".join(["[1,2,3,4]"] * 5000)
+    parsed = P.parse(f"<think>a</think><boxes>[{boxes}]</boxes><verdict>fake</verdict>", "locate")
+    assert len(parsed.boxes) == P.max_boxes and not parsed.strict
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.one_of(st.text(max_size=300), st.from_regex(r"(<(/)?(think|boxes|verdict)>|\[|\]|,|-?\d{1,9}|real|fake| )*")))
+def test_parse_never_raises(text):
+    for stage in ("locate", "examine"):
+        parsed = P.parse(text, stage)
+        assert isinstance(parsed.problems, list)
+        assert parsed.strict == (not parsed.problems)
+
+
+def test_parse_of_non_text():
+    assert P.parse(None, "locate").problems == ["answer is NoneType, not text"]
+
+
+def test_cited_regions():
+    assert cited_regions("Region 1 and region 3 show it; Regions are fine; Region 12.") == {1, 3, 12}
+    assert cited_regions(None) == set()
+
+
+def test_examine_messages_introduce_each_region():
+    msgs = P.examine_messages([[1, 2, 3, 4], [5, 6, 7, 8]])
+    content = msgs[0]["content"]
+    assert [c["type"] for c in content] == ["image", "text", "image", "text", "image", "text"]
+    assert content[1]["text"] == "Region 1: [1,2,3,4]" and content[3]["text"] == "Region 2: [5,6,7,8]"
+
+
+def test_prompts_name_the_coordinate_convention():
+    assert "pixel" in P.locate_messages()[0]["content"][1]["text"]
+    grid = ProtocolConfig(codec=BoxCodec("qwen3_vl"))
+    assert "0-1000" in grid.locate_messages()[0]["content"][1]["text"]
+
+
+def test_config_json_round_trip_and_unknown_keys():
+    cfg = ProtocolConfig(codec=BoxCodec("qwen2_vl"), crop=CropPolicy(pad_ratio=0.3), fake_word="synthetic",
+                         fake_aliases=["generated"], system_prompt="be careful")
+    again = ProtocolConfig.from_json(cfg.to_json())
+    assert again == cfg and again.codec.family == "qwen2_vl" and again.crop.pad_ratio == 0.3
+    bad = json.loads(cfg.to_json()) | {"colour": "red"}
+    with pytest.raises(ValueError, match="unknown protocol keys \\['colour'\\]"):
+        ProtocolConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="schema_version"):
+        ProtocolConfig.from_dict({"schema_version": 99})
+
+
+def test_custom_tags_and_words():
+    cfg = ProtocolConfig(think_tag="reason", verdict_tag="answer", real_word="authentic", real_aliases=[])
+    text = cfg.render_examine("fine", "real")
+    assert text == "<reason>fine</reason>\n<answer>authentic</answer>"
+    assert cfg.parse(text, "examine").verdict == "real"
+    with pytest.raises(ValueError, match="distinct"):
+        ProtocolConfig(think_tag="boxes")
+
+
+def test_zoom_crops_follow_the_policy():
+    image = Image.new("RGB", (200, 100))
+    crops = zoom_crops(image, [[10, 10, 30, 20], [0, 0, 200, 100], [5, 5, 6, 6]], CropPolicy(max_crops=2, resize_longest=64))
+    assert len(crops) == 2
+    window, crop = crops[0]
+    assert max(crop.size) == 64 and window[0] <= 10 and window[2] >= 30

@@ -1,0 +1,163 @@
+"""MagniFake-mini must be reproducible, well-formed and honest: every planted change lies in a box."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from zoomin.synth import ARTIFACT_KINDS, plant_artifact, synthesize
+
+N = 40
+
+
+def _records(root: Path) -> dict[str, list[dict]]:
+    return {
+        split: [
+            json.loads(line) for line in (root / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for split in ("train", "test")
+    }
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("magnifake_mini")
+    return root, synthesize(root, n=N, seed=0)
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path) -> None:
+    synthesize(tmp_path / "a", n=N, seed=3)
+    synthesize(tmp_path / "b", n=N, seed=3)
+    synthesize(tmp_path / "c", n=N, seed=4)
+    a, b, c = (_files(tmp_path / name) for name in "abc")
+    assert a == b
+    assert a["train.jsonl"] != c["train.jsonl"]
+    assert any(a[k] != c[k] for k in a if k.startswith("images/") and k in c)
+
+
+def test_labels_balanced_in_each_split(built: tuple[Path, dict]) -> None:
+    root, summary = built
+    for split, rows in _records(root).items():
+        n_real = sum(r["label"] == "real" for r in rows)
+        n_fake = sum(r["label"] == "fake" for r in rows)
+        assert n_real + n_fake == len(rows) > 0
+        assert abs(n_real - n_fake) <= 1
+        assert summary["splits"][split] == {"total": len(rows), "real": n_real, "fake": n_fake}
+    assert summary["splits"]["test"]["total"] == round(N * 0.2)
+
+
+def test_ids_unique_and_splits_disjoint(built: tuple[Path, dict]) -> None:
+    records = _records(built[0])
+    train_ids = [r["id"] for r in records["train"]]
+    test_ids = [r["id"] for r in records["test"]]
+    assert len(set(train_ids)) == len(train_ids) and len(set(test_ids)) == len(test_ids)
+    assert not set(train_ids) & set(test_ids)
+    assert len({r["image"] for rows in records.values() for r in rows}) == N
+
+
+def test_images_exist_decode_as_rgb_within_size_limits(built: tuple[Path, dict]) -> None:
+    root, _ = built
+    for rows in _records(root).values():
+        for r in rows:
+            with Image.open(root / r["image"]) as image:
+                assert image.mode == "RGB"
+                assert all(96 <= side <= 160 for side in image.size)
+                image.load()
+
+
+def test_records_follow_the_schema_with_valid_boxes(built: tuple[Path, dict]) -> None:
+    root, _ = built
+    for r in (r for rows in _records(root).values() for r in rows):
+        assert r["source"].startswith("skimage:") and r["explanation"]
+        assert len(r["region_notes"]) == len(r["boxes"])
+        if r["label"] == "real":
+            assert r["boxes"] == [] and r["generator"] is None
+            continue
+        assert 1 <= len(r["boxes"]) <= 3
+        assert r["generator"].startswith("synthetic-")
+        width, height = Image.open(root / r["image"]).size
+        for i, (x1, y1, x2, y2) in enumerate(r["boxes"], start=1):
+            assert all(isinstance(v, float) for v in (x1, y1, x2, y2))
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+            assert x2 - x1 >= 0.15 * width and y2 - y1 >= 0.15 * height
+            assert f"Region {i}" in r["explanation"] or f"region {i}" in r["explanation"]
+
+
+def test_every_artifact_kind_appears(built: tuple[Path, dict]) -> None:
+    root, summary = built
+    assert len(ARTIFACT_KINDS) >= 5
+    assert set(summary["artifact_kinds"]) == set(ARTIFACT_KINDS)
+    assert all(count > 0 for count in summary["artifact_kinds"].values())
+    n_boxes = sum(len(r["boxes"]) for rows in _records(root).values() for r in rows)
+    assert sum(summary["artifact_kinds"].values()) == summary["boxes"] == n_boxes
+    generators = {r["generator"] for r in _records(root)["train"] if r["generator"]}
+    assert all(any(kind in g for g in generators) for kind in ARTIFACT_KINDS)
+
+
+def test_meta_and_readme_describe_the_set(built: tuple[Path, dict]) -> None:
+    root, summary = built
+    meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+    assert meta["summary"] == summary
+    assert meta["args"]["n"] == N and meta["args"]["seed"] == 0
+    assert "MagniFake-mini" in (root / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[60:188, 160:288])
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ARTIFACT_KINDS)
+def test_planting_changes_only_the_box(photo: np.ndarray, kind: str, seed: int) -> None:
+    box = (30, 40, 90, 96)
+    donor = data.coffee()[100:200, 200:300]
+    out, note = plant_artifact(photo, box, kind, np.random.default_rng(seed), donor=donor)
+    assert out.shape == photo.shape and out.dtype == np.uint8 and note
+    inside = np.zeros(photo.shape[:2], dtype=bool)
+    inside[box[1] : box[3], box[0] : box[2]] = True
+    diff = np.abs(out.astype(int) - photo.astype(int))
+    assert diff[inside].mean() > 5.0, f"{kind} barely changes its box"
+    assert not diff[~inside].any(), f"{kind} leaks outside its box"
+
+
+def test_plant_artifact_rejects_bad_input(photo: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="unknown artifact kind"):
+        plant_artifact(photo, (0, 0, 20, 20), "sparkle", rng)
+    with pytest.raises(ValueError, match="inside"):
+        plant_artifact(photo, (100, 100, 140, 120), "smear", rng)
+    with pytest.raises(ValueError, match="donor"):
+        plant_artifact(photo, (0, 0, 20, 20), "inpaint", rng)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n": 1}, "n must be at least 2"),
+        ({"min_side": 200, "max_side": 100}, "must not exceed max_side"),
+        ({"test_fraction": 0.0}, "test_fraction"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"test_fraction": -0.5}, "test_fraction"),
+        ({"min_side": 8, "max_side": 16}, "min_side must be at least"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        synthesize(tmp_path, **kwargs)
+    assert not (tmp_path / "train.jsonl").exists()
+
+
+def test_smallest_set_has_both_splits(tmp_path: Path) -> None:
+    summary = synthesize(tmp_path, n=2, min_side=48, max_side=48)
+    assert summary["splits"]["train"]["total"] == summary["splits"]["test"]["total"] == 1

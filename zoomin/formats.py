@@ -1,0 +1,141 @@
+"""MagniFake records -> what the trainers eat: SFT conversations and GRPO prompt datasets.
+
+Both queries' targets come from one record:
+
+* locate: ``<think>`` lists the region notes (the cue each box marks), ``<boxes>`` the annotated
+  boxes in model coordinates, ``<verdict>`` the label;
+* examine: the original image plus one zoomed crop per annotated box, answered by the reference
+  explanation and the label.
+
+GRPO rows carry every column a reward needs (label, boxes in original pixels, reference
+explanation, original size, coordinate frame, and for examine the regions shown and the windows
+cropped) so that no reward loads a processor or guesses a convention. Images are decoded lazily
+on access, so a 20k-record dataset does not sit decoded in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+from PIL import Image
+
+from zoomin.boxes import crop_window
+from zoomin.codecs import encode_with_frame
+from zoomin.data import Record
+from zoomin.images import load_rgb
+from zoomin.protocol import ProtocolConfig, zoom, zoom_crops
+
+GrpoStage = Literal["locate", "examine", "joint"]
+GRPO_STAGES: tuple[str, ...] = ("locate", "examine", "joint")
+
+
+def locate_think(record: Record) -> str:
+    """The locate target's reasoning: one clause per box, from its region note when there is one."""
+    if not record.boxes:
+        return "No region shows generation artifacts."
+    notes = record.region_notes or []
+    parts = [f"Region {i}: {notes[i - 1] if i - 1 < len(notes) else 'suspicious region'}"
+             for i in range(1, len(record.boxes) + 1)]
+    return "; ".join(parts) + "."
+
+
+def model_boxes(record: Record, protocol: ProtocolConfig, boxes: Sequence[Sequence[float]] | None = None) -> list[list[int]]:
+    """``boxes`` (default: the record's annotations) in the model's coordinates."""
+    frame = protocol.codec.frame(record.image_size)
+    return [encode_with_frame(b, record.image_size, frame) for b in (record.boxes if boxes is None else boxes)]
+
+
+def examine_inputs(
+    image: Image.Image, boxes: Sequence[Sequence[float]], protocol: ProtocolConfig
+) -> tuple[list[dict], list[Image.Image], list[list[int]], list[list[int]]]:
+    """Query 2 for original-pixel ``boxes``: (messages, images, region boxes shown, crop windows).
+
+    Shared by SFT, GRPO and the detector so that all three show the model the same crops.
+    """
+    crops = zoom_crops(image, list(boxes), protocol.crop)
+    frame = protocol.codec.frame(image.size)
+    shown = [encode_with_frame(b, image.size, frame) for b in boxes[: len(crops)]]
+    windows = [w for w, _ in crops]
+    return protocol.examine_messages(shown), [image, *(c for _, c in crops)], shown, windows
+
+
+def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterator[dict]:
+    """Two conversations per record (locate, examine), each ``{"messages", "images"}`` as TRL's
+    SFTTrainer takes them for vision-language models."""
+    for record in records:
+        image = record.load_image()
+        locate_answer = protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
+        yield {
+            "messages": [*protocol.locate_messages(), _assistant(locate_answer)],
+            "images": [image],
+        }
+        messages, images, _, _ = examine_inputs(image, record.boxes, protocol)
+        yield {
+            "messages": [*messages, _assistant(protocol.render_examine(record.explanation, record.label))],
+            "images": images,
+        }
+
+
+def grpo_dataset(records: Sequence[Record], stage: GrpoStage, protocol: ProtocolConfig):
+    """A ``datasets.Dataset`` of GRPO prompts for ``stage`` with the reward columns.
+
+    ``examine`` rows show crops of the annotated boxes; other crop sources (a frozen locator,
+    the policy itself) replace them at rollout time. ``locate`` and ``joint`` rows start from
+    query 1. Images are attached lazily by a dataset transform.
+    """
+    import datasets
+
+    if stage not in GRPO_STAGES:
+        raise ValueError(f"unknown GRPO stage {stage!r}; stages: {', '.join(GRPO_STAGES)}")
+    rows = [grpo_row(r, stage, protocol) for r in records]
+    ds = datasets.Dataset.from_list(rows)
+    return ds.with_transform(_ImageAttacher(protocol, stage))
+
+
+def grpo_row(record: Record, stage: GrpoStage, protocol: ProtocolConfig) -> dict:
+    """The image-free part of one GRPO row (images are attached on access)."""
+    frame = protocol.codec.frame(record.image_size)
+    row = {
+        "id": record.id,
+        "image_path": record.image if isinstance(record.image, str) else "",
+        "image_inline": None if isinstance(record.image, str) else record.image,
+        "label": record.label,
+        "boxes": record.boxes,
+        "explanation": record.explanation,
+        "image_size": list(record.image_size),
+        "coord_frame": list(frame),
+    }
+    if stage == "examine":
+        shown = [encode_with_frame(b, record.image_size, frame) for b in record.boxes[: protocol.crop.max_crops]]
+        row["prompt"] = protocol.examine_messages(shown)
+        row["region_boxes"] = shown
+        row["crop_windows"] = [crop_window(b, record.image_size, protocol.crop)
+                               for b in record.boxes[: protocol.crop.max_crops]]
+    else:
+        row["prompt"] = protocol.locate_messages()
+    return row
+
+
+class _ImageAttacher:
+    """Dataset transform adding the ``images`` column: the original, then one zoomed crop per
+    ``crop_windows`` entry (examine rows only).
+
+    A class rather than a closure so the dataset stays picklable for multi-process data loading.
+    """
+
+    def __init__(self, protocol: ProtocolConfig, stage: GrpoStage):
+        self.protocol = protocol
+        self.stage = stage
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        images = []
+        n = len(batch["image_path"])
+        for path, inline, windows in zip(batch["image_path"], batch["image_inline"], batch.get("crop_windows", [()] * n)):
+            image = load_rgb(path or inline)
+            images.append([image, *(zoom(image, w, self.protocol.crop) for w in windows)])
+        return {**batch, "images": images}
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
