@@ -180,3 +180,12 @@ def test_cli_missing_path_is_one_line(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path / "nothing.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err and "Traceback" not in err
+
+
+def test_magnifake_mini_validates_clean(tmp_path):
+    from zoomin.synth import synthesize
+
+    synthesize(tmp_path, n=24, seed=3)
+    for split in ("train", "test"):
+        records, report = load_records(tmp_path / f"{split}.jsonl", strict=True)
+        assert report.n_good == report.n_records == len(records) > 0 and not report.findings
