@@ -110,7 +110,7 @@ def test_template_renders_like_the_real_one(tiny_vlm, family):
 def test_digits_are_one_token_each(tiny_vlm):
     tok = AutoProcessor.from_pretrained(tiny_vlm()).tokenizer
     pieces = tok.convert_ids_to_tokens(tok("[[12,40,880,1203]]")["input_ids"])
-    assert [p for p in pieces if any(c.isdigit() for c in p)] == list("1240880" "1203")
+    assert [p for p in pieces if any(c.isdigit() for c in p)] == list("12408801203")
 
 
 def test_same_seed_same_model_and_callers_rng_untouched(tiny_vlm, tmp_path):

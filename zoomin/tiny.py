@@ -57,15 +57,31 @@ SPECIAL_TOKENS = (
 )
 BPE_VOCAB_SIZE = 1024
 
-_WORDS = ["checkerboard", "upsampling", "texture", "smeared", "inpainted", "patch", "warp", "warped", "banding", "colour", "color", "lighting", "natural", "region", "regions", "upper-left", "upper-right", "lower-left", "lower-right", "centre", "center", "real", "fake", "image", "photo", "photograph", "generated", "synthetic", "artifact", "artifacts", "grid", "pattern", "blur", "blurred", "edge", "edges", "sky", "face", "hand", "background", "foreground", "object", "shadow", "shadows", "noise", "sharp", "smooth", "gradient", "stripes", "seam", "seams", "geometry", "distorted", "lines", "straight", "curved", "repeated", "tile", "consistent", "inconsistent", "plausible", "unnatural", "camera", "sensor", "detail", "details", "fine", "coarse", "suspicious", "evidence", "zoom", "crop", "crops", "locate", "examine", "original", "explanation", "verdict", "boxes", "box", "the", "a", "an", "of", "in", "and", "or", "with", "is", "are", "looks", "shows", "no", "visible", "clear", "this", "that", "there", "these", "here", "at", "on", "near", "around", "left", "right", "top", "bottom", "middle", "corner", "area", "part", "whole", "small", "large", "strong", "weak", "because", "which", "where", "what", "why", "how", "see", "show", "cite", "cites", "region's", "appears", "seems"]
-_SENTENCES = (
+_WORDS = (
+    "checkerboard upsampling texture smeared inpainted patch warp warped banding colour color lighting",
+    "natural region regions upper-left upper-right lower-left lower-right centre center real fake image",
+    "photo photograph generated synthetic artifact artifacts grid pattern blur blurred edge edges sky",
+    "face hand background foreground object shadow shadows noise sharp smooth gradient stripes seam seams",
+    "geometry distorted lines straight curved repeated tile consistent inconsistent plausible unnatural",
+    "camera sensor detail details fine coarse suspicious evidence zoom crop crops locate examine original",
+    "explanation verdict boxes box the a an of in and or with is are looks shows no visible clear this",
+    "that there these here at on near around left right top bottom middle corner area part whole small",
+    "large strong weak because which where what why how see show cite cites appears seems",
+    "system user assistant You are a helpful assistant. Picture Video",
+)
+_PROMPTS = (
+    "Locate the regions that reveal whether this image is real or fake.",
+    "Examine the original image and the zoomed crops, then give the final verdict.",
+    "Answer with <think>...</think>, <boxes>[[x1,y1,x2,y2], ...]</boxes> and <verdict>real|fake</verdict>.",
+    "system\n",
+    "user\n",
+    "assistant\n",
+)
+_EXPLANATIONS = (
     "The {a} in the {p} region looks {q}.",
     "Region {i} shows {a} that a camera would not produce.",
     "There is a {a} near the {p} corner, so the image is {v}.",
     "Lighting and texture look natural and consistent across the photo.",
-    "Locate the regions that reveal whether this image is real or fake.",
-    "Examine the original image and the zoomed crops, then give the final verdict.",
-    "Answer with <think>...</think>, <boxes>[[x1,y1,x2,y2], ...]</boxes> and <verdict>real|fake</verdict>.",
 )
 _ARTIFACTS = (
     "checkerboard upsampling pattern",
@@ -75,7 +91,7 @@ _ARTIFACTS = (
     "colour banding",
     "repeated tile",
 )
-_PLACES = ("upper-left", "upper-right", "lower-left", "lower-right", "centre", "left", "right", "top", "bottom")
+_PLACES = ("upper-left", "upper-right", "lower-left", "lower-right", "centre", "left", "right", "top")
 _QUALITIES = ("smeared", "blurred", "unnatural", "distorted", "inconsistent", "sharp", "natural")
 
 
@@ -87,16 +103,15 @@ def _corpus(rng: random.Random) -> list[str]:
         return f"[{x1},{y1},{x1 + rng.randint(8, 300)},{y1 + rng.randint(8, 300)}]"
 
     words = " ".join(_WORDS)
-    lines = [words, words.title(), *_SENTENCES[4:], *(f"{role}\n" for role in ("system", "user", "assistant"))] * 5
+    lines = [words, words.title(), *_PROMPTS] * 5
     for _ in range(600):
-        artifact, place = rng.choice(_ARTIFACTS), rng.choice(_PLACES)
         verdict, i = rng.choice(("real", "fake")), rng.randint(1, 4)
-        boxes = "[" + ",".join(box() for _ in range(rng.randint(0, 4))) + "]"
-        sentence = rng.choice(_SENTENCES[:3]).format(
-            a=artifact, p=place, q=rng.choice(_QUALITIES), i=i, v=verdict
+        explanation = rng.choice(_EXPLANATIONS).format(
+            a=rng.choice(_ARTIFACTS), p=rng.choice(_PLACES), q=rng.choice(_QUALITIES), i=i, v=verdict
         )
-        lines.append(f"<think>{sentence}</think>\n<boxes>{boxes}</boxes>\n<verdict>{verdict}</verdict>")
-        lines.append(f"Region {i}: {box()}\n{sentence}")
+        boxes = "[" + ",".join(box() for _ in range(rng.randint(0, 4))) + "]"
+        lines.append(f"<think>{explanation}</think>\n<boxes>{boxes}</boxes>\n<verdict>{verdict}</verdict>")
+        lines.append(f"Region {i}: {box()}\n{explanation}")
     return lines
 
 
