@@ -61,20 +61,15 @@ def examine_inputs(
 
 
 def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterator[dict]:
-    """Two conversations per record (locate, examine), each ``{"messages", "images"}`` as TRL's
-    SFTTrainer takes them for vision-language models."""
+    """Two examples per record (locate, examine) in TRL's prompt-completion form with images, so
+    SFTTrainer puts the loss on the answer tokens only."""
     for record in records:
         image = record.load_image()
         locate_answer = protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
-        yield {
-            "messages": [*protocol.locate_messages(), _assistant(locate_answer)],
-            "images": [image],
-        }
+        yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
         messages, images, _, _ = examine_inputs(image, record.boxes, protocol)
-        yield {
-            "messages": [*messages, _assistant(protocol.render_examine(record.explanation, record.label))],
-            "images": images,
-        }
+        answer = protocol.render_examine(record.explanation, record.label)
+        yield {"prompt": messages, "completion": [_assistant(answer)], "images": images}
 
 
 def grpo_dataset(records: Sequence[Record], stage: GrpoStage, protocol: ProtocolConfig):

@@ -21,6 +21,8 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForImageTextToText,
     GenerationConfig,
+    PreTrainedConfig,
+    ProcessorMixin,
     Qwen2_5_VLConfig,
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
@@ -192,7 +194,7 @@ _CHAT_TEMPLATE = """
 """
 
 
-def chat_template(family: str) -> str:
+def _chat_template(family: str) -> str:
     """The family's chat template: Qwen2(.5)-VL add a default system message, Qwen3-VL does not."""
     default_system = "" if family == "qwen3_vl" else "You are a helpful assistant."
     return "{%- set default_system = '" + default_system + "' -%}" + _CHAT_TEMPLATE
@@ -208,7 +210,7 @@ _SIZES = {
 }  # fmt: skip
 
 
-def _processor(family: str, size: str, tokenizer: Qwen2Tokenizer):
+def _processor(family: str, size: str, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
     """The family's processor with its real patching but a budget of a few merged image tokens.
 
     Pixel bounds are set in merged tokens (`factor` = patch * merge pixels a side), so `tiny`
@@ -234,11 +236,11 @@ def _processor(family: str, size: str, tokenizer: Qwen2Tokenizer):
         image_processor=Qwen2VLImageProcessor(**common),
         tokenizer=tokenizer,
         video_processor=video_cls(**common),
-        chat_template=chat_template(family),
+        chat_template=_chat_template(family),
     )
 
 
-def _config(family: str, size: str, tokenizer: Qwen2Tokenizer):
+def _config(family: str, size: str, tokenizer: Qwen2Tokenizer) -> PreTrainedConfig:
     """A config of the family's real class, shrunk; ids and rope sections kept consistent.
 
     mrope splits half the text head dim into (temporal, height, width) frequency sections in the
@@ -277,12 +279,13 @@ def _config(family: str, size: str, tokenizer: Qwen2Tokenizer):
                 "mrope_interleaved": True,
             },
         )
-        grid = _SIZES[size]["max_tokens"] ** 0.5 * 2  # patches a side at the pixel bound
         vision.update(
             hidden_size=s["vision_hidden"],
             intermediate_size=s["vision_mlp"],
             out_hidden_size=s["text_hidden"],
-            num_position_embeddings=int(grid) ** 2,
+            # One learned position per patch of a square image at the pixel bound; the grid is
+            # interpolated to each image's own grid, as in the real model.
+            num_position_embeddings=4 * s["max_tokens"],
             # Real checkpoints tap 3 vision layers at about 1/4, 1/2, 3/4 depth into text layers 0-2.
             deepstack_visual_indexes=list(range(min(3, s["vision_depth"] - 1))),
         )
