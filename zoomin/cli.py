@@ -1,15 +1,22 @@
 """The ``zoomin`` command.
 
 Subcommands import their heavy dependencies only when they run, so ``zoomin data validate`` starts
-in a second and the detector never drags a trainer in. Every user error (a wrong path, an unknown
-family, bad data) ends in one line on stderr and a non-zero exit, never a traceback.
+in a second and the detector never drags a trainer in: the training subcommands (``sft``, ``grpo``)
+are looked up in the ``rl`` package by name at call time and parse their own arguments with TRL's
+parser. Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line
+on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import sys
 from pathlib import Path
+
+TRAINING = {"sft": "rl.sft", "grpo": "rl.grpo"}
+"""Training subcommands: module whose ``main(argv)`` runs them (``--config recipe.yaml --key value``)."""
 
 
 class UsageError(Exception):
@@ -17,6 +24,9 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TRAINING:
+        return _train(argv[0], argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -35,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoomin", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name, module in TRAINING.items():
+        sub.add_parser(name, add_help=False, help=f"train ({module}); `zoomin {name} --help` lists every option")
 
     data = sub.add_parser("data", help="MagniFake data: validate or synthesise")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -59,11 +72,42 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(run=_tiny, command="tiny")
 
+    det = sub.add_parser("detect", help="run both queries on images: verdict, boxes, explanation")
+    det.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    det.add_argument("--checkpoint", required=True, help="a ZoomIn checkpoint folder")
+    det.add_argument("--json", action="store_true", help="print one JSON object per image and line")
+    det.add_argument("--save-viz", metavar="DIR", help="write a PNG per image with boxes, crops and verdict")
+    det.add_argument("--batch-size", type=_positive_int, default=8)
+    det.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    det.set_defaults(run=_detect, command="detect")
+
+    ev = sub.add_parser("eval", help="accuracy, F1, AUROC, IoU, BLEU-2, ROUGE-L of a checkpoint on MagniFake data")
+    ev.add_argument("--checkpoint", required=True, help="a ZoomIn checkpoint folder")
+    ev.add_argument("--data", required=True, help="a MagniFake .jsonl file or saved `datasets` folder")
+    ev.add_argument("--root", help="image root for relative paths (default: the file's folder)")
+    ev.add_argument("--out", default="eval.json", help="write the metrics and predictions here (JSON)")
+    ev.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N good records only")
+    ev.add_argument("--robustness", action="store_true", help="also evaluate after JPEG q50 and 0.5x down-scaling")
+    ev.add_argument("--batch-size", type=_positive_int, default=8)
+    ev.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ev.set_defaults(run=_eval, command="eval")
+
     d = sub.add_parser("demo", help="run the pipeline on the embedded default (small VLM + MagniFake-mini)")
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
     d.add_argument("--n", type=int, default=400, help="MagniFake-mini size")
     d.set_defaults(run=_demo, command="demo")
     return p
+
+
+def _train(name: str, argv: list[str]) -> int:
+    from rl.config import RecipeError
+
+    try:
+        importlib.import_module(TRAINING[name]).main(argv)
+    except (RecipeError, FileNotFoundError, ValueError) as e:
+        print(f"zoomin {name}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -96,10 +140,88 @@ def _tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from zoomin.detector import ZoomInDetector
+    from zoomin.images import ImageProblem, load_rgb
+
+    _need(args.checkpoint)
+    detector = ZoomInDetector.from_pretrained(args.checkpoint, device=args.device)
+    failed = 0
+    viz_names: set[str] = set()
+    for start in range(0, len(args.images), args.batch_size):
+        paths, images = [], []
+        for path in args.images[start : start + args.batch_size]:
+            try:
+                images.append(load_rgb(path, detector.max_pixels))
+                paths.append(path)
+            except ImageProblem as e:
+                print(f"zoomin detect: {path}: error: {e}", file=sys.stderr)
+                failed += 1
+        for path, image, det in zip(paths, images, detector.detect(images, batch_size=args.batch_size)):
+            print(json.dumps({"image": path, **det.to_dict()}) if args.json else _summary(path, det), flush=True)
+            if args.save_viz:
+                from zoomin.viz import save
+
+                save(image, det, Path(args.save_viz) / _viz_name(path, viz_names))
+    return 1 if failed else 0
+
+
+def _summary(path: str, det) -> str:
+    """A few readable lines for one detection."""
+    verdict = det.verdict or "no verdict"
+    lines = [f"{path}: {verdict} (P(fake) {det.score:.3f}; query 1 said {det.preliminary_verdict or 'nothing'})"]
+    boxes = " ".join("[" + ",".join(f"{v:.0f}" for v in b) + "]" for b in det.boxes)
+    lines.append(f"  boxes: {boxes or 'none'}")
+    lines.append(f"  explanation: {det.explanation if det.explanation is not None else '(none)'}")
+    if det.problems:
+        lines.append(f"  format problems: {'; '.join(det.problems)}")
+    return "\n".join(lines)
+
+
+def _viz_name(path: str, used: set[str]) -> str:
+    """``STEM.png``, numbered when two images share a stem."""
+    stem, name, i = Path(path).stem, f"{Path(path).stem}.png", 1
+    while name in used:
+        i += 1
+        name = f"{stem}-{i}.png"
+    used.add(name)
+    return name
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from zoomin.data import load_records
+    from zoomin.detector import ZoomInDetector
+    from zoomin.evaluate import evaluate, format_table
+
+    _need(args.checkpoint)
+    _need(args.data)
+    records, report = load_records(args.data, args.root)
+    for finding in report.errors:
+        print(f"skipped: {finding}", file=sys.stderr)
+    records = records[: args.limit] if args.limit is not None else records
+    if not records:
+        raise UsageError(f"no usable records in {args.data} ({report.summary()})")
+    detector = ZoomInDetector.from_pretrained(args.checkpoint, device=args.device)
+    result = evaluate(detector, records, batch_size=args.batch_size, robustness=args.robustness)
+    result = {"checkpoint": str(args.checkpoint), "data": report.summary(), **result}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(format_table(result["metrics"]))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from zoomin.demo import run_demo
 
     return run_demo(Path(args.out), n=args.n)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _need(path: str) -> None:

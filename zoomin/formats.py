@@ -72,23 +72,32 @@ def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterato
         yield {"prompt": messages, "completion": [_assistant(answer)], "images": images}
 
 
-def grpo_dataset(records: Sequence[Record], stage: GrpoStage, protocol: ProtocolConfig):
+def grpo_dataset(
+    records: Sequence[Record],
+    stage: GrpoStage,
+    protocol: ProtocolConfig,
+    crop_boxes: dict[str, list[list[float]]] | None = None,
+):
     """A ``datasets.Dataset`` of GRPO prompts for ``stage`` with the reward columns.
 
-    ``examine`` rows show crops of the annotated boxes; other crop sources (a frozen locator,
-    the policy itself) replace them at rollout time. ``locate`` and ``joint`` rows start from
-    query 1. Images are attached lazily by a dataset transform.
+    ``examine`` rows show crops of ``crop_boxes[record.id]`` (original pixels, e.g. found by a
+    frozen locator) or, by default, of the annotated boxes; the policy as crop source rewrites them
+    at rollout time. ``locate`` and ``joint`` rows start from query 1. Images are attached lazily
+    by a dataset transform.
     """
     import datasets
 
     if stage not in GRPO_STAGES:
         raise ValueError(f"unknown GRPO stage {stage!r}; stages: {', '.join(GRPO_STAGES)}")
-    rows = [grpo_row(r, stage, protocol) for r in records]
+    rows = [grpo_row(r, stage, protocol, None if crop_boxes is None else crop_boxes.get(r.id, []))
+            for r in records]
     ds = datasets.Dataset.from_list(rows)
     return ds.with_transform(_ImageAttacher(protocol, stage))
 
 
-def grpo_row(record: Record, stage: GrpoStage, protocol: ProtocolConfig) -> dict:
+def grpo_row(
+    record: Record, stage: GrpoStage, protocol: ProtocolConfig, crop_boxes: list[list[float]] | None = None
+) -> dict:
     """The image-free part of one GRPO row (images are attached on access)."""
     frame = protocol.codec.frame(record.image_size)
     row = {
@@ -102,11 +111,11 @@ def grpo_row(record: Record, stage: GrpoStage, protocol: ProtocolConfig) -> dict
         "coord_frame": list(frame),
     }
     if stage == "examine":
-        shown = [encode_with_frame(b, record.image_size, frame) for b in record.boxes[: protocol.crop.max_crops]]
+        boxes = (record.boxes if crop_boxes is None else crop_boxes)[: protocol.crop.max_crops]
+        shown = [encode_with_frame(b, record.image_size, frame) for b in boxes]
         row["prompt"] = protocol.examine_messages(shown)
         row["region_boxes"] = shown
-        row["crop_windows"] = [crop_window(b, record.image_size, protocol.crop)
-                               for b in record.boxes[: protocol.crop.max_crops]]
+        row["crop_windows"] = [crop_window(b, record.image_size, protocol.crop) for b in boxes]
     else:
         row["prompt"] = protocol.locate_messages()
     return row

@@ -1,0 +1,71 @@
+"""Loading the model, its processor and the protocol that goes with them."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from trl import ModelConfig
+
+from rl.config import ZoomInArguments, load_mapping
+from zoomin.codecs import BoxCodec
+from zoomin.data import Record, load_records
+from zoomin.protocol import ProtocolConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_processor(model_name_or_path: str) -> ProcessorMixin:
+    """The model's processor, left-padded (TRL's GRPO generation requires it)."""
+    processor = AutoProcessor.from_pretrained(model_name_or_path)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def build_protocol(family: str, processor: ProcessorMixin, overrides: dict | str | None) -> ProtocolConfig:
+    """The protocol for this model: the recipe's overrides plus a codec read from the processor itself."""
+    fields = load_mapping(overrides, "protocol")
+    if "codec" in fields:
+        raise ValueError("protocol.codec cannot be set in a recipe: it is read from the model's processor")
+    return ProtocolConfig(codec=BoxCodec.from_processor(family, processor), **fields)
+
+
+def load_model(model: ModelConfig, freeze_vision: bool = False) -> PreTrainedModel:
+    dtype = model.dtype if model.dtype in (None, "auto") else getattr(torch, model.dtype)
+    loaded = AutoModelForImageTextToText.from_pretrained(
+        model.model_name_or_path,
+        revision=model.model_revision,
+        dtype=dtype,
+        attn_implementation=model.attn_implementation,
+        use_safetensors=True,
+    )
+    if freeze_vision:
+        frozen = freeze_vision_tower(loaded)
+        logger.info("froze %d vision parameters", frozen)
+    return loaded
+
+
+def freeze_vision_tower(model: PreTrainedModel) -> int:
+    """Stop gradients into the vision encoder and its merger; returns how many tensors were frozen."""
+    towers = [m for name, m in model.named_modules() if name.split(".")[-1] == "visual"]
+    if not towers:
+        raise ValueError(f"{type(model).__name__} has no `visual` module to freeze")
+    frozen = 0
+    for param in towers[0].parameters():
+        param.requires_grad_(False)
+        frozen += 1
+    return frozen
+
+
+def load_training_records(run: ZoomInArguments, output_dir: str) -> list[Record]:
+    """Training records; bad ones are skipped and reported in ``output_dir/data_report.json``."""
+    records, report = load_records(
+        run.train_data, run.image_root, strict=run.strict_data, report_path=f"{output_dir}/data_report.json"
+    )
+    logger.warning(report.summary())
+    for finding in report.findings[:20]:
+        logger.warning("  %s", finding)
+    if not records:
+        raise ValueError(f"no usable records in {run.train_data}; see {output_dir}/data_report.json")
+    return records[: run.max_records] if run.max_records else records

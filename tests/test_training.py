@@ -1,0 +1,179 @@
+"""Training entry points on a tiny model: SFT and GRPO stages, recipe checks, outputs, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl.checkpoints import last_complete_checkpoint, resolve_resume
+from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_grpo, parse
+from zoomin.checkpoint import CheckpointInfo
+from zoomin.cli import main as cli
+from zoomin.synth import synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--attn_implementation", "eager", "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--logging_steps", "1",
+        "--per_device_train_batch_size", "4", "--max_records", "8", "--seed", "0"]
+CPU = ["--use_cpu", "true", "--bf16", "false"]
+GRPO = [*TINY, "--num_generations", "4", "--max_completion_length", "16", "--learning_rate", "1e-4"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("magnifake")
+    synthesize(root, n=20, seed=1)
+    return root / "train.jsonl"
+
+
+def _run(command: str, model: Path, data: Path, out: Path, *extra: str) -> None:
+    base = GRPO if command == "grpo" else TINY
+    argv = [command, "--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
+            "--save_strategy", "no", *base, *extra]
+    assert cli(argv) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_sft_writes_a_loadable_zoomin_model(tiny_vlm, data, tmp_path, lora):
+    out = tmp_path / "sft"
+    extra = ["--max_steps", "2"] + (["--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "q_proj",
+                                     "v_proj"] if lora else ["--freeze_vision", "true"])
+    _run("sft", tiny_vlm(), data, out, *extra)
+    info = CheckpointInfo.load(out)
+    assert info.family == "qwen2_5_vl" and info.protocol.codec.max_pixels > 0
+    assert (out / "curves.png").stat().st_size > 0 and (out / "data_report.json").exists()
+    assert (out / "command.txt").read_text().startswith("zoomin sft ")
+    assert (out / ("adapter_model.safetensors" if lora else "model.safetensors")).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "extra", "terms"),
+    [
+        ("locate", [], ["format_locate", "box_iou"]),
+        ("examine", [], ["verdict", "bleu2", "format_examine", "zoom_consistency"]),
+        ("examine", ["--crop_source", "policy", "--rewards", "verdict", "zoom_coverage"], ["verdict", "zoom_coverage"]),
+        ("locate", ["--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj"],
+         ["format_locate", "box_iou"]),
+    ],
+    ids=["locate", "examine", "examine-policy-crops", "locate-lora"],
+)
+def test_grpo_stages_log_every_reward_term(tiny_vlm, data, tmp_path, stage, extra, terms):
+    out = tmp_path / stage
+    _run("grpo", tiny_vlm(), data, out, "--stage", stage, "--max_steps", "2", *extra)
+    assert CheckpointInfo.load(out).family == "qwen2_5_vl" and (out / "curves.png").exists()
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+    for term in terms:
+        assert f"rewards/{term}/mean" in logged and f"rewards/{term}/std" in logged
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--train_data", "nope.jsonl"], "train_data: no such file"),
+        (["--rewards", "box_iou", "no_such_term"], "no_such_term"),
+        (["--rewards", "box_iou", "format_locate", "--reward_weights", "1.0"], "weights"),
+        (["--stage", "examine", "--crop_source", "locator"], "needs locator_checkpoint"),
+        (["--stage", "dance"], "unknown stage 'dance'"),
+        (["--crop_source", "magic"], "unknown crop_source"),
+        (["--protocol", "{not json"], "protocol"),
+    ],
+)
+def test_bad_recipes_fail_before_any_model_loads(tiny_vlm, data, tmp_path, extra, message):
+    argv = ["--model_name_or_path", str(tiny_vlm()), "--train_data", str(data), "--output_dir", str(tmp_path), *CPU,
+            *extra]
+    run, model = parse(ZoomInGRPOConfig, argv)
+    with pytest.raises(RecipeError, match=message):
+        check_grpo(run, model)
+
+
+def test_unknown_model_family_and_unknown_yaml_key(data, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    run, model = parse(ZoomInGRPOConfig, ["--model_name_or_path", str(tmp_path / "m"), "--train_data", str(data),
+                                          "--output_dir", str(tmp_path), *CPU])
+    with pytest.raises(RecipeError, match="no box codec"):
+        check_grpo(run, model)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"train_data": str(data), "lerning_rate": 1e-5}))
+    with pytest.raises(RecipeError, match="lerning_rate"):
+        parse(ZoomInGRPOConfig, ["--config", str(recipe), *CPU])
+
+
+def test_cli_reports_recipe_errors_in_one_line(tiny_vlm, data, tmp_path, capsys):
+    code = cli(["grpo", "--model_name_or_path", str(tiny_vlm()), "--train_data", str(data), "--output_dir",
+                str(tmp_path), *CPU, "--rewards", "nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("zoomin grpo: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_recipes_parse_and_check(recipe, tiny_vlm, tmp_path):
+    """Every recipe parses with the real parser, starts with its launch command, and passes the
+    pre-flight checks once its model and data paths point at local stand-ins (no download)."""
+    text = recipe.read_text()
+    command = text.splitlines()[0]
+    stage = "grpo" if "grpo" in recipe.name else "sft"
+    assert command.startswith("# ") and f" {stage} --config {recipe.relative_to(REPO)}" in command
+    synthesize(tmp_path / "d", n=4, seed=0)
+    config_cls = ZoomInGRPOConfig if "grpo" in recipe.name else ZoomInSFTConfig
+    run, model = parse(config_cls, ["--config", str(recipe), "--model_name_or_path", str(tiny_vlm()),
+                                    "--train_data", str(tmp_path / "d" / "train.jsonl"), "--output_dir", str(tmp_path),
+                                    *CPU])
+    if recipe.parent.name.startswith("qwen2_5_vl_"):  # the paper's settings
+        assert model.dtype == "bfloat16" and "bf16: true" in text
+        if "grpo" in recipe.name:
+            assert run.num_generations == 4
+            assert run.learning_rate == (5e-5 if model.use_peft else 1e-5)
+            assert "zero3.yaml" in text.splitlines()[0] or model.use_peft
+        else:
+            assert run.learning_rate == 2e-5
+    if "grpo" in recipe.name:
+        check_grpo(run, model)
+
+
+def test_resume_picks_only_complete_checkpoints(tmp_path):
+    for step, complete in [(2, True), (4, True), (6, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text("{}")
+        if complete:
+            (folder / "zoomin.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert resolve_resume("last", str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert resolve_resume(None, str(tmp_path)) is None
+    assert resolve_resume("last", str(tmp_path / "empty")) is None
+    with pytest.raises(ValueError, match="not completely saved"):
+        resolve_resume(str(tmp_path / "checkpoint-6"), str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sft", "grpo"])
+def test_sigkill_after_a_checkpoint_then_resume_to_the_same_final_step(tiny_vlm, data, tmp_path, command):
+    out = tmp_path / "run"
+    base = GRPO if command == "grpo" else TINY
+    argv = [sys.executable, "-m", "zoomin.cli", command, "--model_name_or_path", str(tiny_vlm()), "--train_data",
+            str(data), "--output_dir", str(out), *base, "--max_steps", "12", "--save_strategy", "steps",
+            "--save_steps", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while last_complete_checkpoint(out) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = int(last_complete_checkpoint(out).name.split("-")[1])
+    assert killed_at < 12
+    resumed = subprocess.run([*argv, "--resume_from_checkpoint", "last"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 12 and last_complete_checkpoint(out).name == "checkpoint-12"
