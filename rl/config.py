@@ -15,6 +15,7 @@ from typing import Any
 
 from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
+from zoomin.checkpoint import ZOOMIN_FILE
 from zoomin.codecs import FAMILIES
 from zoomin.formats import GRPO_STAGES
 
@@ -154,9 +155,21 @@ def check_grpo(run: ZoomInGRPOConfig, model: ModelConfig) -> str:
         raise RecipeError("stage examine with crop_source=locator needs locator_checkpoint")
     if run.locator_checkpoint and not Path(run.locator_checkpoint).is_dir():
         raise RecipeError(f"locator_checkpoint: no such folder: {run.locator_checkpoint}")
+    if run.stage == "joint" and not _examine_in_context(run, model):
+        raise RecipeError("stage joint runs query 2 as a follow-up turn: set protocol.examine_in_context: true "
+                          "(and warm-start with SFT under the same protocol)")
     names = run.rewards or DEFAULT_REWARDS[run.stage]
     try:
         build_rewards(names, run.reward_weights, params=load_mapping(run.reward_params, "reward_params"))
     except (ValueError, ImportError) as e:
         raise RecipeError(str(e)) from None
     return family
+
+
+def _examine_in_context(run: ZoomInGRPOConfig, model: ModelConfig) -> bool:
+    """The protocol's ``examine_in_context``: the recipe's value, else the one saved with the model."""
+    overrides = load_mapping(run.protocol, "protocol")
+    if "examine_in_context" in overrides:
+        return bool(overrides["examine_in_context"])
+    saved = Path(model.model_name_or_path) / ZOOMIN_FILE
+    return saved.is_file() and bool(json.loads(saved.read_text())["protocol"].get("examine_in_context"))

@@ -21,6 +21,7 @@ from trl import GRPOTrainer, get_peft_config
 from rewards.registry import DEFAULT_REWARDS, build_rewards
 from rl.checkpoints import CompletionMarker, resolve_resume
 from rl.config import ZoomInGRPOConfig, check_grpo, load_mapping, parse
+from rl.distributed import prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
 from zoomin.boxes import box_problem, clamp_box
@@ -75,7 +76,7 @@ def examine_row(row: dict, locate_text: str, protocol: ProtocolConfig) -> dict:
     """A GRPO row re-aimed at query 2 with crops of the boxes named in ``locate_text``."""
     image: Image.Image = row["images"][0]
     boxes = located_boxes(locate_text, image.size, protocol)
-    messages, images, shown, windows = examine_inputs(image, boxes, protocol)
+    messages, images, shown, windows = examine_inputs(image, boxes, protocol, locate_text)
     return {**row, "prompt": messages, "images": images, "region_boxes": shown, "crop_windows": windows,
             "locate_completions": locate_text}
 
@@ -92,10 +93,11 @@ def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list
 def main(argv: list[str] | None = None) -> GRPOTrainer:
     run, model_args = parse(ZoomInGRPOConfig, argv)
     family = check_grpo(run, model_args)
+    prepare_distributed()
     record_recipe("grpo", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)
-    protocol = build_protocol(family, processor, run.protocol)
+    protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 from trl import ModelConfig
 
 from rl.config import ZoomInArguments, load_mapping
+from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo
 from zoomin.codecs import BoxCodec
 from zoomin.data import Record, load_records
 from zoomin.protocol import ProtocolConfig
@@ -23,12 +25,21 @@ def load_processor(model_name_or_path: str) -> ProcessorMixin:
     return processor
 
 
-def build_protocol(family: str, processor: ProcessorMixin, overrides: dict | str | None) -> ProtocolConfig:
-    """The protocol for this model: the recipe's overrides plus a codec read from the processor itself."""
+def build_protocol(
+    family: str, processor: ProcessorMixin, overrides: dict | str | None, model_dir: str | None = None
+) -> ProtocolConfig:
+    """The protocol for this model: the one saved with it (a ZoomIn checkpoint's ``zoomin.json``,
+    so later stages keep the prompts earlier ones trained), then the recipe's overrides, with the
+    box codec always read from the processor itself."""
     fields = load_mapping(overrides, "protocol")
     if "codec" in fields:
         raise ValueError("protocol.codec cannot be set in a recipe: it is read from the model's processor")
-    return ProtocolConfig(codec=BoxCodec.from_processor(family, processor), **fields)
+    inherited: dict = {}
+    if model_dir and (Path(model_dir) / ZOOMIN_FILE).is_file():
+        inherited = CheckpointInfo.load(model_dir).protocol.to_dict()
+        inherited.pop("schema_version")
+        inherited.pop("codec")
+    return ProtocolConfig(codec=BoxCodec.from_processor(family, processor), **{**inherited, **fields})
 
 
 def load_model(model: ModelConfig, freeze_vision: bool = False) -> PreTrainedModel:

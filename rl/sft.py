@@ -10,6 +10,7 @@ from trl import SFTTrainer, get_peft_config
 
 from rl.checkpoints import CompletionMarker, resolve_resume
 from rl.config import ZoomInSFTConfig, check_common, parse
+from rl.distributed import prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
 from zoomin.formats import sft_examples
@@ -18,10 +19,11 @@ from zoomin.formats import sft_examples
 def main(argv: list[str] | None = None) -> SFTTrainer:
     run, model_args = parse(ZoomInSFTConfig, argv)
     family = check_common(run, model_args)
+    prepare_distributed()
     record_recipe("sft", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)
-    protocol = build_protocol(family, processor, run.protocol)
+    protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
     train = datasets.Dataset.from_list(list(sft_examples(records, protocol)))
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path)

@@ -85,6 +85,7 @@ def test_grpo_stages_log_every_reward_term(tiny_vlm, data, tmp_path, stage, extr
         (["--stage", "dance"], "unknown stage 'dance'"),
         (["--crop_source", "magic"], "unknown crop_source"),
         (["--protocol", "{not json"], "protocol"),
+        (["--stage", "joint"], "examine_in_context"),
     ],
 )
 def test_bad_recipes_fail_before_any_model_loads(tiny_vlm, data, tmp_path, extra, message):
@@ -177,3 +178,43 @@ def test_sigkill_after_a_checkpoint_then_resume_to_the_same_final_step(tiny_vlm,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 12 and last_complete_checkpoint(out).name == "checkpoint-12"
+
+
+@pytest.mark.slow
+def test_joint_trains_both_turns_and_never_the_inserted_crops(tiny_vlm, data, tmp_path, monkeypatch):
+    """A random model names no boxes, so query 1 is scripted to name two; everything after it (crops,
+    the inserted turn, query 2, the loss) is the real path."""
+    from trl import GRPOTrainer
+
+    from rl.joint import JointGRPOTrainer
+    from zoomin.protocol import ProtocolConfig
+
+    answer = ProtocolConfig().render_locate("Region 1: smear.", [[4, 4, 40, 40], [10, 10, 60, 50]], "fake")
+    generate, joint_generate = GRPOTrainer._generate, JointGRPOTrainer._generate
+    seen = {}
+
+    def scripted(self, prompts):
+        out = list(generate(self, prompts))
+        out[3] = [[{"role": "assistant", "content": answer}] for _ in out[3]]
+        return tuple(out)
+
+    def spy(self, prompts):
+        out = joint_generate(self, prompts)
+        seen.update(completion_ids=out[1], tool_mask=out[2], images=out[6], pad=self._image_pad_token_id)
+        return out
+
+    monkeypatch.setattr(GRPOTrainer, "_generate", scripted)
+    monkeypatch.setattr(JointGRPOTrainer, "_generate", spy)
+    out = tmp_path / "joint"
+    _run("grpo", tiny_vlm(), data, out, "--stage", "joint", "--protocol", '{"examine_in_context": true}',
+         "--max_steps", "1")
+    for ids, mask, images in zip(seen["completion_ids"], seen["tool_mask"], seen["images"]):
+        inserted = [t for t, m in zip(ids, mask) if m == 0]
+        assert len(images) == 3 and seen["pad"] in inserted  # original + 2 crops; crop tokens are masked
+        assert seen["pad"] not in [t for t, m in zip(ids, mask) if m == 1]
+        assert mask[0] == 1 and mask[-1] == 1  # both generated turns are trained
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+    assert logged["zoom/mean_regions"] == 2
+    for term in ["format_locate", "box_iou", "verdict", "zoom_consistency"]:
+        assert f"rewards/{term}/mean" in logged
+    assert logged["rewards/format_locate/mean"] == 1.0  # locate terms read the scripted locate answer

@@ -47,17 +47,25 @@ def model_boxes(record: Record, protocol: ProtocolConfig, boxes: Sequence[Sequen
 
 
 def examine_inputs(
-    image: Image.Image, boxes: Sequence[Sequence[float]], protocol: ProtocolConfig
+    image: Image.Image, boxes: Sequence[Sequence[float]], protocol: ProtocolConfig, locate_answer: str | None = None
 ) -> tuple[list[dict], list[Image.Image], list[list[int]], list[list[int]]]:
     """Query 2 for original-pixel ``boxes``: (messages, images, region boxes shown, crop windows).
 
     Shared by SFT, GRPO and the detector so that all three show the model the same crops.
+    ``locate_answer`` is the query-1 answer the boxes came from (needed when the protocol runs
+    query 2 in the same conversation).
     """
     crops = zoom_crops(image, list(boxes), protocol.crop)
     frame = protocol.codec.frame(image.size)
     shown = [encode_with_frame(b, image.size, frame) for b in boxes[: len(crops)]]
     windows = [w for w, _ in crops]
-    return protocol.examine_messages(shown), [image, *(c for _, c in crops)], shown, windows
+    messages = protocol.examine_messages(shown, locate_answer)
+    return messages, [image, *(c for _, c in crops)], shown, windows
+
+
+def locate_target(record: Record, protocol: ProtocolConfig) -> str:
+    """The query-1 answer the annotations call for."""
+    return protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
 
 
 def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterator[dict]:
@@ -65,9 +73,9 @@ def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterato
     SFTTrainer puts the loss on the answer tokens only."""
     for record in records:
         image = record.load_image()
-        locate_answer = protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
+        locate_answer = locate_target(record, protocol)
         yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
-        messages, images, _, _ = examine_inputs(image, record.boxes, protocol)
+        messages, images, _, _ = examine_inputs(image, record.boxes, protocol, locate_answer)
         answer = protocol.render_examine(record.explanation, record.label)
         yield {"prompt": messages, "completion": [_assistant(answer)], "images": images}
 
@@ -113,7 +121,13 @@ def grpo_row(
     if stage == "examine":
         boxes = (record.boxes if crop_boxes is None else crop_boxes)[: protocol.crop.max_crops]
         shown = [encode_with_frame(b, record.image_size, frame) for b in boxes]
-        row["prompt"] = protocol.examine_messages(shown)
+        located = None
+        if protocol.examine_in_context:
+            if crop_boxes is not None:
+                raise ValueError("examine_in_context needs the locate answer the crops came from; "
+                                 "use crop_source=policy or annotations")
+            located = locate_target(record, protocol)
+        row["prompt"] = protocol.examine_messages(shown, located)
         row["region_boxes"] = shown
         row["crop_windows"] = [crop_window(b, record.image_size, protocol.crop) for b in boxes]
     else:

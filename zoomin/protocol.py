@@ -58,6 +58,10 @@ class ProtocolConfig:
         "<think>explanation</think><verdict>real or fake</verdict>"
     )
     region_format: str = "Region {i}: {box}"
+    examine_in_context: bool = False
+    """False: query 2 is its own conversation showing the original image and the crops (the paper's
+    two queries). True: query 2 is a second user turn after the locate answer, showing only the
+    crops, so one conversation holds the whole trajectory; the ``joint`` GRPO stage needs this."""
     max_boxes: int = 32
     """The parser keeps at most this many boxes (and reports the rest), bounding reward cost."""
 
@@ -121,17 +125,25 @@ class ProtocolConfig:
         content = [{"type": "image"}, {"type": "text", "text": self.locate_prompt.format(coords=self.coords_phrase())}]
         return self._with_system([{"role": "user", "content": content}])
 
-    def examine_messages(self, region_boxes: list[list[int]]) -> list[dict]:
-        """Query 2: the original image, then each crop introduced by its box in model coordinates.
+    def examine_messages(self, region_boxes: list[list[int]], locate_answer: str | None = None) -> list[dict]:
+        """Query 2: each crop introduced by its box in model coordinates, then the examine prompt.
 
+        Standalone (``examine_in_context`` false), the original image comes first; in context, the
+        conversation starts with query 1 and ``locate_answer`` and the original is not repeated.
         The images (original first, then one crop per region, in order) come as a column.
         """
-        content: list[dict] = [{"type": "image"}]
+        content: list[dict] = [] if self.examine_in_context else [{"type": "image"}]
         for i, box in enumerate(region_boxes, start=1):
             content.append({"type": "text", "text": self.region_format.format(i=i, box=_box_text(box))})
             content.append({"type": "image"})
         content.append({"type": "text", "text": self.examine_prompt})
-        return self._with_system([{"role": "user", "content": content}])
+        turn = {"role": "user", "content": content}
+        if not self.examine_in_context:
+            return self._with_system([turn])
+        if locate_answer is None:
+            raise ValueError("examine_in_context: query 2 needs the locate answer it follows")
+        answer = {"role": "assistant", "content": [{"type": "text", "text": locate_answer}]}
+        return [*self.locate_messages(), answer, turn]
 
     def _with_system(self, messages: list[dict]) -> list[dict]:
         if self.system_prompt:
