@@ -9,7 +9,7 @@ from PIL import Image
 
 from zoomin.boxes import CropPolicy
 from zoomin.codecs import BoxCodec
-from zoomin.protocol import ProtocolConfig, cited_regions, zoom_crops
+from zoomin.protocol import ProtocolConfig, zoom_crops
 
 P = ProtocolConfig()
 
@@ -79,9 +79,23 @@ def test_parse_of_non_text():
     assert P.parse(None, "locate").problems == ["answer is NoneType, not text"]
 
 
-def test_cited_regions():
-    assert cited_regions("Region 1 and region 3 show it; Regions are fine; Region 12.") == {1, 3, 12}
-    assert cited_regions(None) == set()
+def test_cited_regions_follow_the_region_format():
+    assert P.cited_regions("Region 1 and region 3 show it; Regions are fine; Region 12.") == {1, 3, 12}
+    assert P.cited_regions(None) == set()
+    crops = ProtocolConfig(region_format="Zoomed crop {i} at {box}")
+    assert crops.cited_regions("zoomed  crop 2 is smeared, Region 1 is not") == {2}
+    with pytest.raises(ValueError, match="region_format"):
+        ProtocolConfig(region_format="Region: {box}")
+
+
+def test_fast_and_general_parsers_agree():
+    texts = [P.render_locate("a", [[1, 2, 3, 4]], "fake"), P.render_locate("a < b", [[1, 2, 3, 4]], "real"),
+             "<think>a</think><boxes>[[01,2,3,4]]</boxes><verdict>fake</verdict>",
+             "<think>a</think><boxes>[]</boxes><verdict>nope</verdict>", " <think>x</think>\n<boxes>[ ]</boxes>"]
+    for text in texts:
+        fast = P._parse_well_formed(text, "locate")
+        if fast is not None:
+            assert fast == P._parse_any(text, "locate")
 
 
 def test_examine_messages_introduce_each_region():

@@ -30,7 +30,6 @@ Unicode-digit lookalike."""
 _BOX = rf"\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]"
 _BOX_LIST = re.compile(rf"\s*\[\s*(?:{_BOX}(?:\s*,\s*{_BOX})*)?\s*\]\s*")
 _NUMBER = re.compile(_NUM)
-_REGION_CITE = re.compile(r"\bRegion\s+([0-9]{1,3})\b", re.IGNORECASE)
 
 
 @dataclass
@@ -75,6 +74,8 @@ class ProtocolConfig:
             raise ValueError(f"protocol tags must be three distinct identifiers, got {tags}")
         if self.real_word == self.fake_word:
             raise ValueError("protocol real_word and fake_word must differ")
+        if "{i}" not in self.region_format or not self.region_format.split("{i}")[0].strip():
+            raise ValueError(f"protocol region_format must name the region before {{i}}, got {self.region_format!r}")
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -166,10 +167,50 @@ class ProtocolConfig:
         )
 
     # ---- parsing -------------------------------------------------------------------------------
+    @cached_property
+    def _citation(self) -> re.Pattern:
+        """"Region 3" (per ``region_format``, any case and spacing) in an explanation."""
+        words = self.region_format.split("{i}")[0].split()
+        return re.compile(r"\b" + r"\s+".join(map(re.escape, words)) + r"\s*([0-9]{1,3})\b", re.IGNORECASE)
+
+    def cited_regions(self, text: str | None) -> set[int]:
+        """Region numbers an explanation cites (e.g. "Region 2")."""
+        return {int(m) for m in self._citation.findall(text)} if text else set()
+
+    @cached_property
+    def _strict_answer(self) -> dict[str, re.Pattern]:
+        """Whole-answer patterns of each stage's grammar: one regex pass for well-formed answers."""
+        t, b, v = (re.escape(x) for x in (self.think_tag, self.boxes_tag, self.verdict_tag))
+        think, verdict = rf"\s*<{t}>(.*?)</{t}>\s*", rf"<{v}>(.*?)</{v}>\s*"
+        return {"locate": re.compile(rf"{think}<{b}>(.*?)</{b}>\s*{verdict}", re.DOTALL),
+                "examine": re.compile(think + verdict, re.DOTALL)}
+
     def parse(self, text: object, stage: Stage) -> Parsed:
         """Parse a model answer for ``stage``. Never raises: problems are listed, fields left None."""
         if not isinstance(text, str):
             return Parsed(None, None, None, [f"answer is {type(text).__name__}, not text"], False)
+        fast = self._parse_well_formed(text, stage)
+        return fast if fast is not None else self._parse_any(text, stage)
+
+    def _parse_well_formed(self, text: str, stage: Stage) -> Parsed | None:
+        """The answer parsed in one regex pass, or None when it is not a plain well-formed answer
+        (then the general parser finds and names every problem)."""
+        match = self._strict_answer[stage].fullmatch(text)
+        if match is None or text.count("<") != 2 * len(match.groups()):
+            return None
+        groups = match.groups()
+        think, verdict_word = groups[0], groups[-1]
+        verdict = self.canonical_label(verdict_word)
+        if verdict is None or not think.strip():
+            return None
+        boxes = None
+        if stage == "locate":
+            boxes, problem = self._parse_boxes(groups[1])
+            if problem:
+                return None
+        return Parsed(think, boxes, verdict, [], True)
+
+    def _parse_any(self, text: str, stage: Stage) -> Parsed:
         wanted = (self.think_tag, self.boxes_tag, self.verdict_tag) if stage == "locate" else (
             self.think_tag, self.verdict_tag)
         problems: list[str] = []
@@ -208,8 +249,11 @@ class ProtocolConfig:
     def _parse_boxes(self, body: str) -> tuple[list[list[float]] | None, str | None]:
         if not _BOX_LIST.fullmatch(body):
             return None, f"boxes are not a list of [x1,y1,x2,y2] numbers: {body[:60]!r}"
-        nums = [float(n) for n in _NUMBER.findall(body)]
-        boxes = [nums[i : i + 4] for i in range(0, len(nums), 4)]
+        try:  # the grammar is checked; JSON reads it fastest (it refuses leading zeros, hence the fallback)
+            boxes = [[float(v) for v in box] for box in json.loads(body)]
+        except ValueError:
+            nums = [float(n) for n in _NUMBER.findall(body)]
+            boxes = [nums[i : i + 4] for i in range(0, len(nums), 4)]
         if len(boxes) > self.max_boxes:
             return boxes[: self.max_boxes], f"{len(boxes)} boxes; only the first {self.max_boxes} are kept"
         return boxes, None
@@ -225,11 +269,6 @@ class Parsed:
     problems: list[str]
     strict: bool
     """True when the answer is exactly the stage's grammar with valid values and nothing else."""
-
-
-def cited_regions(text: str | None) -> set[int]:
-    """Region numbers an explanation cites as "Region i"."""
-    return {int(m) for m in _REGION_CITE.findall(text)} if text else set()
 
 
 def zoom_crops(image, boxes: list[list[float]], policy: CropPolicy) -> list[tuple[list[int], object]]:
