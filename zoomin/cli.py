@@ -92,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ev.set_defaults(run=_eval, command="eval")
 
+    x = sub.add_parser("export", help="training run -> two-stage ZoomIn checkpoint (merged safetensors + zoomin.json)")
+    x.add_argument("--from", dest="source", required=True, help="a training output folder or one of its checkpoints")
+    x.add_argument("--out", required=True, help="the checkpoint folder to write (atomically)")
+    x.add_argument("--metrics", help="a `zoomin eval --out` JSON whose clean metrics go into the model card")
+    x.add_argument("--dataset", action="append", default=[], help="dataset name for the model card (repeatable)")
+    x.add_argument("--license", default="apache-2.0", help="license for the model card metadata")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    x.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repo")
+    x.set_defaults(run=_export, command="export")
+
     d = sub.add_parser("demo", help="run the pipeline on the embedded default (small VLM + MagniFake-mini)")
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
     d.add_argument("--n", type=int, default=400, help="MagniFake-mini size")
@@ -211,10 +221,25 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from zoomin.demo import run_demo
+def _export(args: argparse.Namespace) -> int:
+    rl_export = importlib.import_module("rl.export")
 
-    return run_demo(Path(args.out), n=args.n)
+    metrics = None
+    if args.metrics:
+        _need(args.metrics)
+        metrics = json.loads(Path(args.metrics).read_text())["metrics"]["clean"]
+    folder = rl_export.export(args.source, args.out, metrics=metrics, datasets=args.dataset, license=args.license,
+                              overwrite=args.overwrite)
+    print(f"wrote ZoomIn checkpoint {folder}")
+    if args.push_to_hub:
+        print(f"pushed: {rl_export.push_to_hub(folder, args.push_to_hub)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    demo = importlib.import_module("rl.demo")
+
+    return demo.run_demo(Path(args.out), n=args.n)
 
 
 def _positive_int(text: str) -> int:
