@@ -49,7 +49,7 @@ def export(
     processor = AutoProcessor.from_pretrained(run)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp)  # safetensors is the only format transformers 5 writes
         processor.save_pretrained(tmp)
         info.save(tmp)
         for name in CARRIED:

@@ -24,9 +24,8 @@ from rl.config import ZoomInGRPOConfig, check_grpo, load_mapping, parse
 from rl.distributed import prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
-from zoomin.boxes import box_problem, clamp_box
 from zoomin.data import Record
-from zoomin.formats import examine_inputs, grpo_dataset
+from zoomin.formats import examine_inputs, grpo_dataset, located_boxes
 from zoomin.protocol import ProtocolConfig
 
 
@@ -65,17 +64,10 @@ class ZoomInGRPOTrainer(GRPOTrainer):
         return self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
 
 
-def located_boxes(text: str, image_size: tuple[int, int], protocol: ProtocolConfig) -> list[list[float]]:
-    """Valid original-pixel boxes from a query-1 answer (clamped; unusable ones dropped)."""
-    parsed = protocol.parse(text, "locate")
-    boxes = [clamp_box(protocol.codec.decode(b, image_size), image_size) for b in parsed.boxes or []]
-    return [b for b in boxes if box_problem(b, image_size) is None]
-
-
 def examine_row(row: dict, locate_text: str, protocol: ProtocolConfig) -> dict:
     """A GRPO row re-aimed at query 2 with crops of the boxes named in ``locate_text``."""
     image: Image.Image = row["images"][0]
-    boxes = located_boxes(locate_text, image.size, protocol)
+    boxes, _ = located_boxes(protocol.parse(locate_text, "locate").boxes or [], image.size, protocol)
     messages, images, shown, windows = examine_inputs(image, boxes, protocol, locate_text)
     return {**row, "prompt": messages, "images": images, "region_boxes": shown, "crop_windows": windows,
             "locate_completions": locate_text}
@@ -91,9 +83,9 @@ def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
+    prepare_distributed()
     run, model_args = parse(ZoomInGRPOConfig, argv)
     family = check_grpo(run, model_args)
-    prepare_distributed()
     record_recipe("grpo", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)

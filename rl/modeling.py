@@ -10,6 +10,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from trl import ModelConfig
 
 from rl.config import ZoomInArguments, load_mapping
+from rl.distributed import keep_checkpoint_names
 from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo
 from zoomin.codecs import BoxCodec
 from zoomin.data import Record, load_records
@@ -51,6 +52,7 @@ def load_model(model: ModelConfig, freeze_vision: bool = False) -> PreTrainedMod
         attn_implementation=model.attn_implementation,
         use_safetensors=True,
     )
+    keep_checkpoint_names(loaded)
     if freeze_vision:
         frozen = freeze_vision_tower(loaded)
         logger.info("froze %d vision parameters", frozen)

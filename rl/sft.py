@@ -17,9 +17,9 @@ from zoomin.formats import sft_examples
 
 
 def main(argv: list[str] | None = None) -> SFTTrainer:
+    prepare_distributed()
     run, model_args = parse(ZoomInSFTConfig, argv)
     family = check_common(run, model_args)
-    prepare_distributed()
     record_recipe("sft", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)

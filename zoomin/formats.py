@@ -20,8 +20,8 @@ from typing import Literal
 
 from PIL import Image
 
-from zoomin.boxes import crop_window
-from zoomin.codecs import encode_with_frame
+from zoomin.boxes import box_problem, clamp_box, crop_window
+from zoomin.codecs import decode_with_frame, encode_with_frame
 from zoomin.data import Record
 from zoomin.images import load_rgb
 from zoomin.protocol import ProtocolConfig, zoom, zoom_crops
@@ -44,6 +44,23 @@ def model_boxes(record: Record, protocol: ProtocolConfig, boxes: Sequence[Sequen
     """``boxes`` (default: the record's annotations) in the model's coordinates."""
     frame = protocol.codec.frame(record.image_size)
     return [encode_with_frame(b, record.image_size, frame) for b in (record.boxes if boxes is None else boxes)]
+
+
+def located_boxes(
+    coords: Sequence[Sequence[float]], image_size: tuple[int, int], protocol: ProtocolConfig
+) -> tuple[list[list[float]], list[str]]:
+    """Query-1 boxes (model coordinates) -> clamped original pixels, and why any were dropped
+    (inverted or empty once clamped). Used wherever a model's own boxes become crops."""
+    frame = protocol.codec.frame(image_size)
+    boxes, dropped = [], []
+    for i, c in enumerate(coords, start=1):
+        box = clamp_box(decode_with_frame(c, image_size, frame), image_size)
+        problem = box_problem(box, image_size)
+        if problem:
+            dropped.append(f"box {i} dropped: {problem}")
+        else:
+            boxes.append(box)
+    return boxes, dropped
 
 
 def examine_inputs(

@@ -1,0 +1,107 @@
+"""What our GRPO stages cost on top of TRL: seconds per step and peak memory, in one run.
+
+    .venv/bin/python bench/grpo_overhead.py [--model DIR] [--steps 12]
+
+Three variants on the same model, data and settings, each in its own process (so peak RSS is its
+own): a bare TRL ``GRPOTrainer`` given the locate dataset and the same reward functions, our
+``locate`` stage (``zoomin grpo --stage locate``), and our ``joint`` stage (two generated turns
+with zoomed crops in between). Seconds per step are TRL's own ``step_time`` averaged after the
+first two steps. A random-weight model names no boxes, so the joint stage then makes no crops and
+looks cheaper than it is; pass a warm-started model (e.g. the demo's ``runs/demo/sft``) for
+representative joint figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SETTINGS = ["--attn_implementation", "eager", "--use_cpu", "true", "--bf16", "false", "--report_to", "none",
+            "--logging_steps", "1", "--per_device_train_batch_size", "8", "--num_generations", "4",
+            "--max_completion_length", "48", "--save_strategy", "no", "--seed", "0", "--max_records", "64",
+            "--protocol", '{"examine_in_context": true}']
+
+
+def variant(name: str, model: str, data: str, out: str, steps: int) -> dict:
+    """Run one variant in this process; return its mean step time and peak RSS."""
+    argv = ["--model_name_or_path", model, "--train_data", data, "--output_dir", out, "--max_steps", str(steps),
+            *SETTINGS]
+    if name == "bare":
+        trainer = _bare_trl(argv)
+    else:
+        from rl import grpo
+
+        trainer = grpo.main([*argv, "--stage", name])
+    times = [e["step_time"] for e in trainer.state.log_history if "step_time" in e][2:]
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": name, "s_per_step": sum(times) / len(times), "peak_rss_mib": peak_mib}
+
+
+def _bare_trl(argv: list[str]):
+    """TRL's GRPOTrainer as a user would call it, with our dataset and reward functions."""
+    from trl import GRPOTrainer
+
+    from rewards.registry import DEFAULT_REWARDS, build_rewards
+    from rl.config import ZoomInGRPOConfig, parse
+    from rl.modeling import build_protocol, load_model, load_processor
+    from zoomin.data import load_records
+    from zoomin.formats import grpo_dataset
+
+    run, model_args = parse(ZoomInGRPOConfig, argv)
+    processor = load_processor(model_args.model_name_or_path)
+    protocol = build_protocol("qwen2_5_vl", processor, run.protocol, model_args.model_name_or_path)
+    records = load_records(run.train_data)[0][: run.max_records]
+    funcs, weights = build_rewards(DEFAULT_REWARDS["locate"], None, protocol)
+    run.reward_weights = weights
+    trainer = GRPOTrainer(model=load_model(model_args), reward_funcs=funcs, args=run,
+                          train_dataset=grpo_dataset(records, "locate", protocol), processing_class=processor)
+    trainer.train()
+    return trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="model folder (default: a freshly built tiny Qwen2.5-VL)")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant and print JSON
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant:
+        with tempfile.TemporaryDirectory() as out:
+            print("RESULT " + json.dumps(variant(args.variant, args.model, args.data, out, args.steps)))
+        return
+
+    from zoomin.synth import synthesize
+    from zoomin.tiny import build_tiny_vlm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or str(build_tiny_vlm("qwen2_5_vl", "tiny", Path(tmp) / "model"))
+        synthesize(Path(tmp) / "data", n=80, seed=0)
+        results = {}
+        for name in ("bare", "locate", "joint"):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--variant", name, "--model", model, "--data",
+                 str(Path(tmp) / "data" / "train.jsonl"), "--steps", str(args.steps)],
+                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode or not line:
+                sys.exit(f"variant {name} failed:\n{proc.stderr[-3000:]}")
+            results[name] = json.loads(line[0][7:])
+    print(f"command: .venv/bin/python bench/grpo_overhead.py {' '.join(sys.argv[1:])}".rstrip())
+    print("| variant | s/step | peak RSS (MiB) |\n|---|---|---|")
+    for r in results.values():
+        print(f"| {r['variant']} | {r['s_per_step']:.3f} | {r['peak_rss_mib']:.0f} |")
+    locate, bare, joint = results["locate"]["s_per_step"], results["bare"]["s_per_step"], results["joint"]["s_per_step"]
+    print(f"\nlocate / bare TRL = {locate / bare:.3f} (target <= 1.05); joint / locate = {joint / locate:.3f} "
+          f"(target <= 1.6)")
+
+
+if __name__ == "__main__":
+    main()
