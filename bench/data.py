@@ -43,7 +43,7 @@ def main() -> None:
                 ds[i]
             rows.append((f"read {stage} rows with images", len(ds), time.perf_counter() - t))
 
-    print(f"| step | records | seconds | records/s | 20k records (s) |\n|---|---|---|---|---|")
+    print("| step | records | seconds | records/s | 20k records (s) |\n|---|---|---|---|---|")
     for name, n, secs in rows:
         print(f"| {name} | {n} | {secs:.2f} | {n / secs:,.0f} | {20000 * secs / n:.1f} |")
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from zoomin.codecs import BoxCodec
 from zoomin.formats import examine_inputs, located_boxes
 from zoomin.images import DEFAULT_MAX_PIXELS, load_rgb
 from zoomin.protocol import Parsed, ProtocolConfig
+from zoomin.quiet import no_progress_bars
 
 ImageInput = Image.Image | str | os.PathLike
 
@@ -132,7 +131,7 @@ class ZoomInDetector:
                     f"processor resizes with {actual.to_dict()}; boxes would be decoded wrongly"
                 )
         kwargs = {"dtype": dtype} if dtype is not None else {}
-        with _no_progress_bars():
+        with no_progress_bars():
             model = AutoModelForImageTextToText.from_pretrained(
                 directory, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
             )
@@ -256,20 +255,6 @@ class ZoomInDetector:
         pair_ids = torch.tensor(pairs, device=logits.device)
         two = logits.gather(1, pair_ids)
         return torch.softmax(two, dim=-1)[:, 1].tolist()
-
-
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Hide transformers' weight-loading bar: a detector prints results, not loading noise."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _append_tokens(inputs, extras: list[list[int]], pad_id: int) -> dict:

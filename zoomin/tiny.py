@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,7 +33,8 @@ from transformers import (
     Qwen3VLVideoProcessor,
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-from transformers.utils import logging as hf_logging
+
+from zoomin.quiet import no_progress_bars
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 SIZES = ("tiny", "small")
@@ -315,18 +314,6 @@ def _config(family: str, size: str, tokenizer: Qwen2Tokenizer) -> PreTrainedConf
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **top)
 
 
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Silence transformers' shard-writing bar: library code prints nothing on success."""
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def build_tiny_vlm(family: str, size: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Write a model folder that AutoProcessor / AutoModelForImageTextToText reload offline.
 
@@ -349,7 +336,7 @@ def build_tiny_vlm(family: str, size: str, out_dir: str | Path, seed: int = 0) -
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    with _no_progress_bars():
+    with no_progress_bars():
         model.save_pretrained(out)
     _processor(family, size, tokenizer).save_pretrained(out)
     return out
