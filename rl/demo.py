@@ -45,7 +45,12 @@ def _train(module, recipe: str, model: Path, data: Path, out: Path, *extra: str)
                  "--output_dir", str(out), *extra])
 
 
-def run_demo(out: Path, n: int = 400, grpo_steps: int | None = None) -> int:
+IMAGE_SIDES = (80, 128)
+"""MagniFake-mini image sides for the demo: artifacts stay visible, and few vision patches per image
+let the small model see every training image several times within the time budget."""
+
+
+def run_demo(out: Path, n: int = 320, grpo_steps: int | None = None) -> int:
     out = Path(out)
     data, model = out / "data", out / "model"
     stages = _Stages(total=10)
@@ -53,7 +58,7 @@ def run_demo(out: Path, n: int = 400, grpo_steps: int | None = None) -> int:
 
     stages.run("build the small VLM (random weights, real Qwen2.5-VL architecture)",
                lambda: build_tiny_vlm("qwen2_5_vl", "small", model))
-    stages.run(f"synthesise MagniFake-mini ({n} images)", lambda: print(synthesize(data, n=n, seed=0)))
+    stages.run(f"synthesise MagniFake-mini ({n} images)", lambda: print(synthesize(data, n=n, seed=0, min_side=IMAGE_SIDES[0], max_side=IMAGE_SIDES[1])))
     test_records, report = load_records(data / "test.jsonl", strict=True)
     print(report.summary())
     stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", model, data / "train.jsonl", out / "sft"))

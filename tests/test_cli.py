@@ -1,0 +1,35 @@
+"""The command line answers user mistakes with one line and a non-zero exit, never a traceback."""
+
+import pytest
+
+from zoomin.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["tiny", "--family", "llava", "--out", "x"], "llava"),
+        (["data", "synth", "--out", "x", "--n", "1"], "n"),
+        (["eval", "--checkpoint", "/no/such/dir", "--data", "/no/such.jsonl"], "no such"),
+        (["export", "--from", "/no/such/run", "--out", "x"], "no such training folder"),
+        (["grpo", "--model_name_or_path", "/no/such/model", "--train_data", "/no/such.jsonl", "--use_cpu", "true",
+          "--bf16", "false"], "train_data: no such file"),
+    ],
+)
+def test_user_errors_are_one_line(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and fragment in err
+
+
+def test_missing_argument_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tiny", "--family", "qwen2_vl"])
+    assert exit_info.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_synth_then_validate(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path), "--n", "6", "--seed", "4"]) == 0
+    assert main(["data", "validate", str(tmp_path / "train.jsonl")]) == 0
+    assert "0 bad" in capsys.readouterr().out
