@@ -22,6 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Run as a script, this folder comes first on sys.path and bench/rewards.py would shadow the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 SETTINGS = ["--attn_implementation", "eager", "--use_cpu", "true", "--bf16", "false", "--report_to", "none",
             "--logging_steps", "1", "--per_device_train_batch_size", "8", "--num_generations", "4",
             "--max_completion_length", "48", "--save_strategy", "no", "--seed", "0", "--max_records", "64",

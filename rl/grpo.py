@@ -27,6 +27,7 @@ from rl.outputs import InfoWriter, finish, record_recipe
 from zoomin.data import Record
 from zoomin.formats import examine_inputs, grpo_dataset, located_boxes
 from zoomin.protocol import ProtocolConfig
+from zoomin.special_tokens import vision_token_ids
 
 
 class ZoomInGRPOTrainer(GRPOTrainer):
@@ -42,6 +43,7 @@ class ZoomInGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.protocol = protocol
         self.crop_source = crop_source
+        self.generation_config.suppress_tokens = vision_token_ids(self.model.config)
 
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
         if self.crop_source == "policy":
@@ -83,8 +85,7 @@ def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
-    prepare_distributed()
-    run, model_args = parse(ZoomInGRPOConfig, argv)
+    run, model_args = parse(ZoomInGRPOConfig, prepare_distributed(argv))
     family = check_grpo(run, model_args)
     record_recipe("grpo", argv, run.output_dir)
 

@@ -160,6 +160,11 @@ def test_other_families_batch_and_decode_on_the_grid(tiny_vlm, tmp_path, monkeyp
     assert np.allclose(first.boxes, [[15, 20, 75, 100]]) and np.allclose(second.boxes, [[6.4, 40, 32, 200]])
 
 
+def test_generation_never_writes_vision_placeholders(detector):
+    image_token = detector.model.config.image_token_id
+    assert all(image_token in g.suppress_tokens for g in detector.generation.values())
+
+
 def test_locate_only(detector):
     results = detector.locate_only(_images(), batch_size=2)
     assert [r.image_size for r in results] == SIZES

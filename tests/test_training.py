@@ -200,7 +200,8 @@ def test_joint_trains_both_turns_and_never_the_inserted_crops(tiny_vlm, data, tm
 
     def spy(self, prompts):
         out = joint_generate(self, prompts)
-        seen.update(completion_ids=out[1], tool_mask=out[2], images=out[6], pad=self._image_pad_token_id)
+        seen.update(completion_ids=out[1], tool_mask=out[2], images=out[6], pad=self._image_pad_token_id,
+                    suppressed=self.generation_config.suppress_tokens)
         return out
 
     monkeypatch.setattr(GRPOTrainer, "_generate", scripted)
@@ -213,6 +214,7 @@ def test_joint_trains_both_turns_and_never_the_inserted_crops(tiny_vlm, data, tm
         assert len(images) == 3 and seen["pad"] in inserted  # original + 2 crops; crop tokens are masked
         assert seen["pad"] not in [t for t, m in zip(ids, mask) if m == 1]
         assert mask[0] == 1 and mask[-1] == 1  # both generated turns are trained
+    assert seen["pad"] in seen["suppressed"]  # the policy can never write an image slot itself
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
     assert logged["zoom/mean_regions"] == 2
     for term in ["format_locate", "box_iou", "verdict", "zoom_consistency"]:

@@ -31,6 +31,7 @@ from zoomin.formats import examine_inputs, located_boxes
 from zoomin.images import DEFAULT_MAX_PIXELS, load_rgb
 from zoomin.protocol import Parsed, ProtocolConfig
 from zoomin.quiet import no_progress_bars
+from zoomin.special_tokens import vision_token_ids
 
 ImageInput = Image.Image | str | os.PathLike
 
@@ -100,6 +101,7 @@ class ZoomInDetector:
             "eos_token_id": base.eos_token_id,
             "pad_token_id": base.pad_token_id if base.pad_token_id is not None else processor.tokenizer.pad_token_id,
         }
+        ids["suppress_tokens"] = vision_token_ids(model.config)
         self.generation = {stage: GenerationConfig(**{**ids, **settings}) for stage, settings in info.generation.items()}
 
     @property
