@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import Trainer
 
 from rl.curves import plot_curves
+from rl.distributed import end_distributed
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.protocol import ProtocolConfig
 
@@ -46,3 +47,4 @@ def finish(trainer: Trainer, write_info: InfoWriter, title: str) -> None:
         trainer.processing_class.save_pretrained(out)
         write_info(out)
         plot_curves(trainer.state.log_history, out / "curves.png", title)
+    end_distributed(trainer)

@@ -17,8 +17,7 @@ from zoomin.formats import sft_examples
 
 
 def main(argv: list[str] | None = None) -> SFTTrainer:
-    prepare_distributed()
-    run, model_args = parse(ZoomInSFTConfig, argv)
+    run, model_args = parse(ZoomInSFTConfig, prepare_distributed(argv))
     family = check_common(run, model_args)
     record_recipe("sft", argv, run.output_dir)
 
