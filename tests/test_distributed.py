@@ -1,7 +1,7 @@
 """Multi-process training on the CPU (gloo) with the launch files users use: accelerate configs,
 the plain torchrun path, and the commands the SLURM script prints.
 
-Each launch costs 25-55 s on a 2-core machine, most of it imports in both processes (the first
+Each launch costs 20-40 s on a 2-core machine, most of it imports in both processes (the first
 DeepSpeed launch on a machine also compiles DeepSpeed's shared-memory op: about 2 minutes more).
 The tests share one data set and one tiny model, and run 2 steps with 16-token completions.
 """
