@@ -197,9 +197,8 @@ def test_sft_zero3_dead_rank_fails_fast_and_the_run_resumes(base, tiny_vlm, tmp_
     workers = _workers(psutil.Process(launcher.pid))
     assert launcher.poll() is None and sorted(workers) == [0, 1], "the run ended before a rank could be killed"
     workers[1].send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    code = launcher.wait(timeout=FAIL_FAST_S + 60)
-    assert code != 0 and time.monotonic() - killed_at < FAIL_FAST_S
+    code = launcher.wait(timeout=FAIL_FAST_S)  # a hang past the stated bound fails the test (TimeoutExpired)
+    assert code != 0
     assert not workers[0].is_running() or workers[0].status() == psutil.STATUS_ZOMBIE
 
     checkpoint = last_complete_checkpoint(killed)
