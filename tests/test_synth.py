@@ -150,6 +150,9 @@ def test_plant_artifact_rejects_bad_input(photo: np.ndarray) -> None:
         ({"test_fraction": -0.5}, "test_fraction"),
         ({"min_side": 8, "max_side": 16}, "min_side must be at least"),
         ({"seed": -1}, "seed"),
+        ({"kinds": ()}, "kinds must be a non-empty subset"),
+        ({"kinds": ("checkerboard", "glitter")}, "kinds must be a non-empty subset"),
+        ({"strength": 0.0}, "strength must be positive"),
     ],
 )
 def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -161,3 +164,45 @@ def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, message: str) -> None
 def test_smallest_set_has_both_splits(tmp_path: Path) -> None:
     summary = synthesize(tmp_path, n=2, min_side=48, max_side=48)
     assert summary["splits"]["train"]["total"] == summary["splits"]["test"]["total"] == 1
+
+
+def test_strength_changes_only_pixels_inside_boxes(tmp_path: Path) -> None:
+    """A bolder set keeps the same images, labels, boxes and texts; only the pixels in boxes differ."""
+    synthesize(tmp_path / "default", n=N, seed=5)
+    synthesize(tmp_path / "bold", n=N, seed=5, strength=2.5)
+    default, bold = _records(tmp_path / "default"), _records(tmp_path / "bold")
+    assert json.loads((tmp_path / "bold" / "meta.json").read_text())["args"]["strength"] == 2.5
+    changed = 0
+    for split in ("train", "test"):
+        for a, b in zip(default[split], bold[split], strict=True):
+            assert {k: v for k, v in a.items() if k != "region_notes"} == {
+                k: v for k, v in b.items() if k != "region_notes"
+            }
+            pa = np.asarray(Image.open(tmp_path / "default" / a["image"]), dtype=np.int16)
+            pb = np.asarray(Image.open(tmp_path / "bold" / b["image"]), dtype=np.int16)
+            outside = np.ones(pa.shape[:2], dtype=bool)
+            for x1, y1, x2, y2 in (map(int, box) for box in a["boxes"]):
+                outside[y1:y2, x1:x2] = False
+            assert np.array_equal(pa[outside], pb[outside])
+            changed += not np.array_equal(pa, pb)
+    assert changed >= sum(r["label"] == "fake" for rows in default.values() for r in rows) // 2
+
+
+def test_kinds_limit_the_planted_artifacts(tmp_path: Path) -> None:
+    summary = synthesize(tmp_path, n=N, seed=5, kinds=("checkerboard", "smear"))
+    assert {k for k, v in summary["artifact_kinds"].items() if v} == {"checkerboard", "smear"}
+    notes = [n for rows in _records(tmp_path).values() for r in rows for n in r["region_notes"]]
+    assert notes and all(n.startswith(("checkerboard", "directional smear")) for n in notes)
+
+
+def test_strength_scales_the_artifact() -> None:
+    photo = np.asarray(data.astronaut()[:64, :64])
+    box = (8, 8, 56, 56)
+    for kind in ARTIFACT_KINDS:
+        donor = np.asarray(data.coffee()[:48, :48]) if kind == "inpaint" else None
+        changes = [
+            np.abs(plant_artifact(photo, box, kind, np.random.default_rng(1), donor, s)[0].astype(float) - photo).mean()
+            for s in (1.0, 3.0)
+        ]
+        # A pasted patch changes the box wholesale at any strength; only its lighting gain scales.
+        assert changes[1] > changes[0] if kind != "inpaint" else changes[1] != changes[0], kind

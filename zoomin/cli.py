@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=400, help="number of images (train + test)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--test-fraction", type=float, default=0.2)
+    s.add_argument("--min-side", type=int, default=96, help="smallest image side in px")
+    s.add_argument("--max-side", type=int, default=160, help="largest image side in px")
+    s.add_argument("--kinds", nargs="+", default=None, help="artifact kinds to plant (default: all)")
+    s.add_argument("--strength", type=float, default=1.0, help="artifact intensity; 1 is the default look")
     s.set_defaults(run=_synth, command="data synth")
 
     t = sub.add_parser("tiny", help="build a random-weight VLM of a real architecture locally")
@@ -137,7 +141,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from zoomin.synth import synthesize
 
-    summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction)
+    kinds = {"kinds": args.kinds} if args.kinds else {}
+    summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
+                         min_side=args.min_side, max_side=args.max_side, strength=args.strength, **kinds)
     print(f"wrote MagniFake-mini to {args.out}: {summary}")
     return 0
 

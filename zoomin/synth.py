@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -110,9 +110,11 @@ _REAL_TEXTS = (
 )
 
 
-# An artifact maps a float RGB region (0-255), a random stream and an optional donor photo to the
-# altered region and a short note for ``region_notes``.
-_Artifact = Callable[[np.ndarray, np.random.Generator, np.ndarray | None], tuple[np.ndarray, str]]
+# An artifact maps a float RGB region (0-255), a random stream, an optional donor photo and a
+# strength (1 = the default look; larger is bolder) to the altered region and a short note for
+# ``region_notes``. Strength scales the drawn intensity after the draw, so the random stream, and
+# with it every box and text, is the same at any strength.
+_Artifact = Callable[[np.ndarray, np.random.Generator, np.ndarray | None, float], tuple[np.ndarray, str]]
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,12 @@ class _Planted:
 
 
 def _checkerboard(
-    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
+    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None, strength: float
 ) -> tuple[np.ndarray, str]:
     """Add a periodic 2-4 px tile (transposed-conv checkerboard), sometimes on nearest-upsampled content."""
     h, w = region.shape[:2]
     period = int(rng.integers(2, 5))
-    amplitude = rng.uniform(10.0, 20.0)  # RMS, in grey levels
+    amplitude = rng.uniform(10.0, 20.0) * strength  # RMS, in grey levels
     tile = rng.uniform(-1.0, 1.0, size=(period, period, 1))
     tile -= tile.mean()
     tile /= np.sqrt((tile**2).mean())
@@ -156,22 +158,24 @@ def _line_kernel(length: int, angle: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def _smear(region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None) -> tuple[np.ndarray, str]:
+def _smear(
+    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None, strength: float
+) -> tuple[np.ndarray, str]:
     """Blur strongly along one random direction (9-19 px), like a smudged diffusion texture."""
-    length = int(rng.integers(9, 20))
+    length = max(2, round(int(rng.integers(9, 20)) * strength))
     kernel = _line_kernel(length, rng.uniform(0.0, np.pi))
     return ndimage.convolve(region, kernel[..., None], mode="nearest"), f"directional smear (~{length} px)"
 
 
 def _inpaint(
-    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
+    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None, strength: float
 ) -> tuple[np.ndarray, str]:
     """Paste the donor photo with a lighting gain and a hard or feathered seam."""
     if donor is None:
         raise ValueError("the 'inpaint' artifact needs a donor image to paste from")
     h, w = region.shape[:2]
     patch = np.asarray(Image.fromarray(donor).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float64)
-    patch = patch * rng.uniform(0.8, 1.25)
+    patch = patch * max(0.1, 1.0 + (rng.uniform(0.8, 1.25) - 1.0) * strength)
     soft = bool(rng.random() < 0.5)
     feather = int(rng.integers(2, max(3, min(h, w) // 6) + 1)) if soft else 0
     alpha = _edge_alpha(h, w, feather)
@@ -179,7 +183,9 @@ def _inpaint(
     return alpha * patch + (1.0 - alpha) * region, f"inpainted patch with a {seam} seam"
 
 
-def _warp(region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None) -> tuple[np.ndarray, str]:
+def _warp(
+    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None, strength: float
+) -> tuple[np.ndarray, str]:
     """Displace pixels by a swirl (strength 4-10) or a sinusoidal ripple (2-5 px amplitude)."""
     h, w = region.shape[:2]
     if rng.random() < 0.5:
@@ -187,13 +193,13 @@ def _warp(region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
         out = transform.swirl(
             region,
             center=center,
-            strength=rng.uniform(4.0, 10.0),
+            strength=rng.uniform(4.0, 10.0) * strength,
             radius=rng.uniform(0.5, 0.8) * min(h, w),
             mode="reflect",
             preserve_range=True,
         )
         return out, "local swirl warp"
-    amplitude, wavelength = rng.uniform(2.0, 5.0), rng.uniform(6.0, 16.0)
+    amplitude, wavelength = rng.uniform(2.0, 5.0) * strength, rng.uniform(6.0, 16.0)
     phase = rng.uniform(0.0, 2 * np.pi, size=2)
 
     def ripple(coords: np.ndarray) -> np.ndarray:
@@ -209,10 +215,10 @@ def _warp(region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
 
 
 def _banding(
-    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
+    region: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None, strength: float
 ) -> tuple[np.ndarray, str]:
-    """Smooth, then posterise each channel to 3-6 levels: flat bands with false contours."""
-    levels = int(rng.integers(3, 7))
+    """Smooth, then posterise each channel to 3-6 levels (fewer when stronger): flat bands, false contours."""
+    levels = max(2, round(int(rng.integers(3, 7)) / strength))
     smooth = filters.gaussian(region, sigma=rng.uniform(0.8, 2.0), channel_axis=-1, preserve_range=True)
     step = 255.0 / (levels - 1)
     return np.round(smooth / step) * step, f"colour banding ({levels} levels per channel)"
@@ -242,11 +248,13 @@ def plant_artifact(
     kind: str,
     rng: np.random.Generator,
     donor: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, str]:
     """Return a copy of ``image`` (uint8 HxWx3) with ``kind`` planted in ``box`` and a short note.
 
     Only pixels inside ``box`` (integer ``[x1, y1, x2, y2]``, x2/y2 exclusive) change, so the box
-    is exactly the evidence. ``donor`` is the photo pasted by ``"inpaint"``.
+    is exactly the evidence. ``donor`` is the photo pasted by ``"inpaint"``; ``strength`` scales
+    the artifact's intensity (1 is the default look).
     """
     if kind not in _ARTIFACTS:
         raise ValueError(f"unknown artifact kind {kind!r}; expected one of {ARTIFACT_KINDS}")
@@ -257,7 +265,7 @@ def plant_artifact(
             f"box {list(box)} must lie inside the {width}x{height} image and be at least 4 px wide"
         )
     region = image[y1:y2, x1:x2].astype(np.float64)
-    altered, note = _ARTIFACTS[kind](region, rng, donor)
+    altered, note = _ARTIFACTS[kind](region, rng, donor, strength)
     alpha = _edge_alpha(y2 - y1, x2 - x1, int(rng.integers(0, 3)))
     out = image.copy()
     out[y1:y2, x1:x2] = np.clip(np.rint(alpha * altered + (1.0 - alpha) * region), 0, 255).astype(np.uint8)
@@ -338,11 +346,12 @@ def _place_boxes(
 
 
 def _make_fake(
-    base: np.ndarray, primary: str, source: str, rng: np.random.Generator
+    base: np.ndarray, primary: str, source: str, rng: np.random.Generator, allowed: Sequence[str], strength: float
 ) -> tuple[np.ndarray, list[_Planted]]:
-    """Plant 1-3 artifacts (the first of kind ``primary``) in ``base``; boxes sorted top to bottom."""
+    """Plant 1-3 artifacts (the first of kind ``primary``, the others drawn from ``allowed``) in
+    ``base``; boxes sorted top to bottom."""
     n_boxes = int(rng.integers(1, 4))
-    kinds = [primary] + [str(k) for k in rng.choice(ARTIFACT_KINDS, size=n_boxes - 1)]
+    kinds = [primary] + [str(k) for k in rng.choice(list(allowed), size=n_boxes - 1)]
     placed = sorted(_place_boxes(color.rgb2gray(base), kinds, rng), key=lambda p: (p[0][1], p[0][0]))
     image, planted = base, []
     for box, kind in placed:
@@ -352,7 +361,7 @@ def _make_fake(
             donor = _random_crop(
                 _load_source(str(rng.choice(others))), (box[2] - box[0], box[3] - box[1]), rng
             )
-        image, note = plant_artifact(image, box, kind, rng, donor)
+        image, note = plant_artifact(image, box, kind, rng, donor, strength)
         planted.append(_Planted(box, kind, note))
     return image, planted
 
@@ -394,7 +403,9 @@ def _real_explanation(source: str, rng: np.random.Generator) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_args(n: int, seed: int, test_fraction: float, min_side: int, max_side: int) -> None:
+def _check_args(
+    n: int, seed: int, test_fraction: float, min_side: int, max_side: int, kinds: tuple[str, ...], strength: float
+) -> None:
     if n < 2:
         raise ValueError(f"n must be at least 2 (one image per split), got {n}")
     if seed < 0:
@@ -407,6 +418,11 @@ def _check_args(n: int, seed: int, test_fraction: float, min_side: int, max_side
         )
     if min_side > max_side:
         raise ValueError(f"min_side ({min_side}) must not exceed max_side ({max_side})")
+    unknown = sorted(set(kinds) - set(ARTIFACT_KINDS))
+    if not kinds or unknown:
+        raise ValueError(f"kinds must be a non-empty subset of {ARTIFACT_KINDS}, got {list(kinds)}")
+    if not strength > 0:
+        raise ValueError(f"strength must be positive, got {strength}")
 
 
 def _plan(n: int, test_fraction: float, rng: np.random.Generator) -> list[tuple[str, str]]:
@@ -420,7 +436,14 @@ def _plan(n: int, test_fraction: float, rng: np.random.Generator) -> list[tuple[
 
 
 def _make_record(
-    record_id: str, label: str, primary: str, rng: np.random.Generator, min_side: int, max_side: int
+    record_id: str,
+    label: str,
+    primary: str,
+    rng: np.random.Generator,
+    min_side: int,
+    max_side: int,
+    kinds: Sequence[str],
+    strength: float,
 ) -> tuple[dict[str, Any], np.ndarray, list[str]]:
     """One record, its image, and the artifact kind of each of its boxes."""
     planted: list[_Planted] = []
@@ -437,7 +460,7 @@ def _make_record(
             region_notes=[],
         )
     else:
-        image, planted = _make_fake(image, primary, source, rng)
+        image, planted = _make_fake(image, primary, source, rng, kinds, strength)
         kinds = list(dict.fromkeys(p.kind for p in planted))
         record.update(
             boxes=[[float(v) for v in p.box] for p in planted],
@@ -488,36 +511,43 @@ def synthesize(
     test_fraction: float = 0.2,
     min_side: int = 96,
     max_side: int = 160,
+    kinds: Sequence[str] = ARTIFACT_KINDS,
+    strength: float = 1.0,
 ) -> dict:
     """Write out_dir/{train,test}.jsonl and out_dir/images/*.png; return a summary dict
     (counts per split and label, artifact kind counts).
 
-    Also writes ``README.md`` and ``meta.json`` (summary + arguments). Same arguments give
-    byte-identical files; existing files of the same names are overwritten, others left alone.
+    ``kinds`` limits the artifacts planted and ``strength`` scales their intensity: a model
+    trained from random weights on a CPU needs a bolder, narrower task than a pretrained one
+    (see ``rl/demo.py``). Also writes ``README.md`` and ``meta.json`` (summary + arguments). Same
+    arguments give byte-identical files; existing files of the same names are overwritten,
+    others left alone.
     """
-    _check_args(n, seed, test_fraction, min_side, max_side)
+    kinds = tuple(kinds)
+    _check_args(n, seed, test_fraction, min_side, max_side, kinds, strength)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     plan_seq, *image_seqs = np.random.SeedSequence(seed).spawn(n + 1)
     plan = _plan(n, test_fraction, np.random.default_rng(plan_seq))
     records: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
-    n_fakes, kinds = 0, Counter[str]()
+    n_fakes, planted = 0, Counter[str]()
     for (split, label), seq in zip(plan, image_seqs):
         record_id = f"{split}_{len(records[split]):05d}"
-        primary = ARTIFACT_KINDS[n_fakes % len(ARTIFACT_KINDS)]  # cycling guarantees every kind appears
+        primary = kinds[n_fakes % len(kinds)]  # cycling guarantees every kind appears
         n_fakes += label == "fake"
         record, image, box_kinds = _make_record(
-            record_id, label, primary, np.random.default_rng(seq), min_side, max_side
+            record_id, label, primary, np.random.default_rng(seq), min_side, max_side, kinds, strength
         )
-        kinds.update(box_kinds)
+        planted.update(box_kinds)
         # Level 1: PNG encoding dominated the run time, and size is no concern at this scale.
         Image.fromarray(image).save(out / record["image"], format="PNG", compress_level=1)
         records[split].append(record)
     for split, rows in records.items():
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out / f"{split}.jsonl").write_text(lines, encoding="utf-8")
-    summary = _summary(records, kinds)
-    args = {"n": n, "seed": seed, "test_fraction": test_fraction, "min_side": min_side, "max_side": max_side}
+    summary = _summary(records, planted)
+    args = {"n": n, "seed": seed, "test_fraction": test_fraction, "min_side": min_side, "max_side": max_side,
+            "kinds": list(kinds), "strength": strength}
     (out / "meta.json").write_text(
         json.dumps({"args": args, "summary": summary}, indent=2) + "\n", encoding="utf-8"
     )
