@@ -27,8 +27,8 @@ class RecipeError(ValueError):
 
 
 @dataclass
-class ZoomInArguments:
-    """Arguments shared by every ZoomIn stage (mixed into both trainer configs)."""
+class DataArguments:
+    """Where the MagniFake records come from (mixed into every stage's config)."""
 
     train_data: str | None = field(
         default=None, metadata={"help": "MagniFake training data: a .jsonl file or a saved `datasets` folder."}
@@ -41,6 +41,12 @@ class ZoomInArguments:
         default=False, metadata={"help": "Stop on the first bad record instead of skipping and reporting it."}
     )
     max_records: int | None = field(default=None, metadata={"help": "Use at most this many training records."})
+
+
+@dataclass
+class ZoomInArguments(DataArguments):
+    """Arguments shared by the SFT and GRPO stages."""
+
     protocol: dict | str | None = field(
         default=None,
         metadata={"help": "Protocol overrides (tags, label words, prompts, crop policy) as a mapping, a JSON "
@@ -130,14 +136,19 @@ def model_family(model_name_or_path: str | None) -> str:
     return model_type
 
 
-def check_common(run: ZoomInArguments, model: ModelConfig) -> str:
-    """Checks shared by all stages; returns the model family."""
+def check_data(run: DataArguments) -> None:
+    """The data paths a recipe names exist."""
     if not run.train_data:
         raise RecipeError("train_data is required")
     for name in ("train_data", "eval_data", "image_root"):
         value = getattr(run, name)
         if value and not Path(value).exists():
             raise RecipeError(f"{name}: no such file or folder: {value}")
+
+
+def check_common(run: ZoomInArguments, model: ModelConfig) -> str:
+    """Checks shared by the SFT and GRPO stages; returns the model family."""
+    check_data(run)
     load_mapping(run.protocol, "protocol")
     return model_family(model.model_name_or_path)
 

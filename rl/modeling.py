@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 from trl import ModelConfig
 
-from rl.config import ZoomInArguments, load_mapping
+from rl.config import DataArguments, load_mapping
 from rl.distributed import keep_checkpoint_names
 from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo
 from zoomin.codecs import BoxCodec
@@ -71,7 +71,7 @@ def freeze_vision_tower(model: PreTrainedModel) -> int:
     return frozen
 
 
-def load_training_records(run: ZoomInArguments, output_dir: str) -> list[Record]:
+def load_training_records(run: DataArguments, output_dir: str) -> list[Record]:
     """Training records; bad ones are skipped and reported in ``output_dir/data_report.json``."""
     records, report = load_records(
         run.train_data, run.image_root, strict=run.strict_data, report_path=f"{output_dir}/data_report.json"

@@ -1,7 +1,7 @@
 """The ``zoomin`` command.
 
 Subcommands import their heavy dependencies only when they run, so ``zoomin data validate`` starts
-in a second and the detector never drags a trainer in: the training subcommands (``sft``, ``grpo``)
+in a second and the detector never drags a trainer in: the training subcommands (``warmup``, ``sft``, ``grpo``)
 are looked up in the ``rl`` package by name at call time and parse their own arguments with TRL's
 parser. Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line
 on stderr and a non-zero exit, never a traceback.
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-TRAINING = {"sft": "rl.sft", "grpo": "rl.grpo"}
+TRAINING = {"warmup": "rl.warmup", "sft": "rl.sft", "grpo": "rl.grpo"}
 """Training subcommands: module whose ``main(argv)`` runs them (``--config recipe.yaml --key value``)."""
 
 

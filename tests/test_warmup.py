@@ -1,0 +1,55 @@
+"""The vision warm-up: exact artifact-map targets, and a run that changes only the vision tower."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rl.warmup import box_coverage
+from zoomin.cli import main as cli
+from zoomin.synth import synthesize
+
+
+def test_box_coverage_is_the_covered_fraction_of_each_token() -> None:
+    # A 2x2 token grid of 10 px tokens over a 20x20 image, in row-major order.
+    assert box_coverage([[0, 0, 10, 10]], (20, 20), (2, 2), 10).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert box_coverage([[5, 0, 15, 10]], (20, 20), (2, 2), 10).tolist() == [0.5, 0.5, 0.0, 0.0]
+    # Overlapping boxes count once; boxes are scaled from original to resized pixels.
+    assert box_coverage([[0, 0, 10, 10], [0, 0, 10, 10]], (20, 20), (2, 2), 10).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert box_coverage([[0, 20, 40, 40]], (40, 40), (2, 2), 10).tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert box_coverage([], (20, 20), (2, 2), 10).tolist() == [0.0] * 4
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_warmup_trains_the_vision_tower_only(tiny_vlm, tmp_path: Path, family: str) -> None:
+    synthesize(tmp_path / "data", n=12, seed=0, test_fraction=0.25, kinds=("checkerboard",), strength=2.5)
+    model, out = tiny_vlm(family), tmp_path / "warmup"
+    argv = ["warmup", "--model_name_or_path", str(model), "--train_data", str(tmp_path / "data/train.jsonl"),
+            "--eval_data", str(tmp_path / "data/test.jsonl"), "--output_dir", str(out), "--max_steps", "3",
+            "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--use_cpu", "true",
+            "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1"]
+    assert cli(argv) == 0
+    before, after = _weights(model), _weights(out)
+    assert before.keys() == after.keys()  # the probe's heads are not saved
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("visual" in k.split(".") for k in changed)
+    metrics = json.loads((out / "warmup_metrics.json").read_text())
+    assert set(metrics) == {"train", "eval"} and 0.0 <= metrics["eval"]["image_accuracy"] <= 1.0
+    assert (out / "command.txt").read_text().startswith("zoomin warmup ")
+    assert (out / "processor_config.json").exists() and (out / "curves.png").exists()
+
+
+def test_warmup_refuses_a_missing_data_file(tiny_vlm, tmp_path: Path, capsys) -> None:
+    argv = ["warmup", "--model_name_or_path", str(tiny_vlm()), "--train_data", str(tmp_path / "nope.jsonl"),
+            "--output_dir", str(tmp_path / "out")]
+    assert cli(argv) == 2
+    assert "train_data: no such file" in capsys.readouterr().err
