@@ -1,8 +1,9 @@
 """``zoomin demo`` / ``make demo``: the whole pipeline on the embedded default, on the CPU.
 
-small local Qwen2.5-VL + synthetic MagniFake-mini -> SFT warm start -> GRPO (locate, then examine)
--> export -> evaluation after SFT and after GRPO -> detection pictures -> a comparison table.
-Every artefact lands under one folder; the stage recipes are the ones in ``recipes/tiny``.
+small local Qwen2.5-VL + synthetic MagniFake-mini -> vision warm-up -> SFT warm start -> GRPO
+(locate, then examine) -> export -> evaluation after SFT and after GRPO -> detection pictures -> a
+comparison table. Every artefact lands under one folder; the stage recipes are the ones in
+``recipes/tiny``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rl import grpo, sft
+from rl import grpo, sft, warmup
 from rl.export import export
 from zoomin.data import load_records
 from zoomin.detector import ZoomInDetector
@@ -45,23 +46,29 @@ def _train(module, recipe: str, model: Path, data: Path, out: Path, *extra: str)
                  "--output_dir", str(out), *extra])
 
 
-IMAGE_SIDES = (80, 128)
-"""MagniFake-mini image sides for the demo: artifacts stay visible, and few vision patches per image
-let the small model see every training image several times within the time budget."""
+IMAGE_SIDE = 112
+"""Square 112 px images: 4x4 merged vision tokens, and a multiple of Qwen2.5-VL's 28 px token, so the
+processor never resamples (and blurs) the pixel-periodic artifacts."""
+KINDS, STRENGTH = ("checkerboard",), 2.5
+"""A model trained from random weights on two CPU cores learns a bold upsampling checkerboard in a
+minute; at strength 3 the other four kinds stayed at chance after the same warm-up (BENCHMARKS.md)."""
 
 
-def run_demo(out: Path, n: int = 320, grpo_steps: int | None = None) -> int:
+def run_demo(out: Path, n: int = 1200, grpo_steps: int | None = None) -> int:
     out = Path(out)
     data, model = out / "data", out / "model"
-    stages = _Stages(total=10)
+    stages = _Stages(total=11)
     steps = [] if grpo_steps is None else ["--max_steps", str(grpo_steps)]
 
     stages.run("build the small VLM (random weights, real Qwen2.5-VL architecture)",
                lambda: build_tiny_vlm("qwen2_5_vl", "small", model))
-    stages.run(f"synthesise MagniFake-mini ({n} images)", lambda: print(synthesize(data, n=n, seed=0, min_side=IMAGE_SIDES[0], max_side=IMAGE_SIDES[1])))
+    stages.run(f"synthesise MagniFake-mini ({n} images)", lambda: print(synthesize(
+        data, n=n, seed=0, min_side=IMAGE_SIDE, max_side=IMAGE_SIDE, kinds=KINDS, strength=STRENGTH)))
     test_records, report = load_records(data / "test.jsonl", strict=True)
     print(report.summary())
-    stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", model, data / "train.jsonl", out / "sft"))
+    stages.run("vision warm-up (artifact maps from the training boxes)", lambda: _train(
+        warmup, "warmup.yaml", model, data / "train.jsonl", out / "warmup", "--eval_data", str(data / "test.jsonl")))
+    stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", out / "warmup", data / "train.jsonl", out / "sft"))
     stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate.yaml", out / "sft", data / "train.jsonl",
                                              out / "grpo_locate", *steps))
     stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine.yaml", out / "grpo_locate",
@@ -76,7 +83,7 @@ def run_demo(out: Path, n: int = 320, grpo_steps: int | None = None) -> int:
         out / "grpo_examine", out / "checkpoint", metrics=results["sft+grpo"], datasets=["MagniFake-mini"],
         overwrite=True))
     stages.run("detect on test images (pictures in detect/)", lambda: _detect(checkpoint, test_records[:6], out))
-    table = _comparison(results, out)
+    table = _comparison(results, out, {stage: _reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")})
     stages.run("summary", lambda: print(table))
     print(f"\nEverything is under {out}/ (checkpoint/, metrics.json, summary.md, detect/, */curves.png)")
     return 0
@@ -94,11 +101,21 @@ def _detect(checkpoint: Path, records: list, out: Path) -> None:
               f"boxes={[[round(v) for v in b] for b in result.boxes]}")
 
 
-def _comparison(results: dict[str, dict], out: Path) -> str:
+def _reward_trend(run_dir: Path, window: int = 3) -> tuple[float, float]:
+    """Mean stage reward over the first and the last ``window`` logged GRPO steps: the first steps
+    score the SFT model on the training prompts, the last ones the model GRPO made of it."""
+    rewards = [log["reward"] for log in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+               if "reward" in log]
+    return sum(rewards[:window]) / len(rewards[:window]), sum(rewards[-window:]) / len(rewards[-window:])
+
+
+def _comparison(results: dict[str, dict], out: Path, trends: dict[str, tuple[float, float]]) -> str:
     lines = ["| metric | SFT only | SFT + GRPO |", "|---|---|---|"]
     for key in COMPARED:
         a, b = results["sft"].get(key), results["sft+grpo"].get(key)
         lines.append(f"| {key} | {_fmt(a)} | {_fmt(b)} |")
+    for stage, (first, last) in trends.items():
+        lines.append(f"| GRPO {stage} reward, first / last logged steps | {_fmt(first)} | {_fmt(last)} |")
     lines += ["", "Full metrics: metrics.json. Evaluation table of the final checkpoint:", "",
               format_table({"clean": results["sft+grpo"]})]
     table = "\n".join(lines)

@@ -16,7 +16,12 @@ from zoomin.checkpoint import (
     is_complete_checkpoint,
     write_checkpoint_atomically,
 )
+from transformers import AutoProcessor
+
 from zoomin.codecs import BoxCodec
+from zoomin.data import load_records
+from zoomin.formats import sft_examples
+from zoomin.synth import synthesize
 from zoomin.protocol import ProtocolConfig
 
 
@@ -48,10 +53,19 @@ def test_round_trip_fills_defaults_and_family(tmp_path):
     assert again.protocol.real_word == "genuine" and again.protocol.codec == BoxCodec("qwen2_vl")
 
 
-def test_defaults_are_greedy_and_short():
+def test_default_budgets_are_greedy_and_hold_every_magnifake_mini_answer(tiny_vlm, tmp_path):
     info = CheckpointInfo(ProtocolConfig())
-    assert info.generation == {"locate": {"max_new_tokens": 96, "do_sample": False},
-                               "examine": {"max_new_tokens": 128, "do_sample": False}}
+    assert all(settings["do_sample"] is False for settings in info.generation.values())
+    synthesize(tmp_path, n=60, seed=0)
+    records, _ = load_records(tmp_path / "train.jsonl")
+    processor = AutoProcessor.from_pretrained(tiny_vlm())
+    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen2_5_vl", processor))
+    longest = [0, 0]
+    for i, example in enumerate(sft_examples(records, protocol)):
+        answer = example["completion"][0]["content"][0]["text"]
+        longest[i % 2] = max(longest[i % 2], len(processor.tokenizer(answer)["input_ids"]) + 1)  # + <|im_end|>
+    assert longest[0] <= info.generation["locate"]["max_new_tokens"]
+    assert longest[1] <= info.generation["examine"]["max_new_tokens"]
 
 
 def _write_json(tmp_path, payload) -> Path:

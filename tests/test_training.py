@@ -15,6 +15,7 @@ import yaml
 
 from rl.checkpoints import last_complete_checkpoint, resolve_resume
 from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_grpo, parse
+from rl.warmup import ZoomInWarmupConfig
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.cli import main as cli
 from zoomin.synth import synthesize
@@ -116,16 +117,19 @@ def test_cli_reports_recipe_errors_in_one_line(tiny_vlm, data, tmp_path, capsys)
     assert code == 2 and err.startswith("zoomin grpo: error:") and "Traceback" not in err
 
 
+STAGE_CONFIGS = {"grpo": ZoomInGRPOConfig, "sft": ZoomInSFTConfig, "warmup": ZoomInWarmupConfig}
+
+
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_recipes_parse_and_check(recipe, tiny_vlm, tmp_path):
     """Every recipe parses with the real parser, starts with its launch command, and passes the
     pre-flight checks once its model and data paths point at local stand-ins (no download)."""
     text = recipe.read_text()
     command = text.splitlines()[0]
-    stage = "grpo" if "grpo" in recipe.name else "sft"
+    stage = next(name for name in STAGE_CONFIGS if recipe.name.startswith(name))
     assert command.startswith("# ") and f" {stage} --config {recipe.relative_to(REPO)}" in command
     synthesize(tmp_path / "d", n=4, seed=0)
-    config_cls = ZoomInGRPOConfig if "grpo" in recipe.name else ZoomInSFTConfig
+    config_cls = STAGE_CONFIGS[stage]
     run, model = parse(config_cls, ["--config", str(recipe), "--model_name_or_path", str(tiny_vlm()),
                                     "--train_data", str(tmp_path / "d" / "train.jsonl"), "--output_dir", str(tmp_path),
                                     *CPU])

@@ -28,11 +28,12 @@ ZOOMIN_FILE = "zoomin.json"
 SCHEMA_VERSION = 1
 STAGES = ("locate", "examine")
 DEFAULT_GENERATION: dict[str, dict] = {
-    "locate": {"max_new_tokens": 96, "do_sample": False},
-    "examine": {"max_new_tokens": 128, "do_sample": False},
+    "locate": {"max_new_tokens": 128, "do_sample": False},
+    "examine": {"max_new_tokens": 320, "do_sample": False},
 }
-"""Greedy decoding, so a checkpoint gives the same answer twice; the small models of this project
-write short answers, so the token budgets are modest."""
+"""Greedy decoding, so a checkpoint gives the same answer twice. The budgets hold every
+MagniFake-mini answer in the small models' 1k-token vocabulary (a three-region explanation runs
+to ~260 tokens); a cut answer has no verdict and counts as a format error."""
 _KEYS = {"schema_version", "protocol", "generation", "base_model", "family"}
 
 

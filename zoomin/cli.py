@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the pipeline on the embedded default (small VLM + MagniFake-mini)")
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
-    d.add_argument("--n", type=int, default=320, help="MagniFake-mini size (train + test)")
+    d.add_argument("--n", type=int, default=1200, help="MagniFake-mini size (train + test)")
     d.set_defaults(run=_demo, command="demo")
     return p
 
