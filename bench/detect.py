@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/detect.py --images 16 --batch-size 8
 
-Builds a random-weight ``small`` VLM (untimed) with a default ``zoomin.json`` (greedy, 96 locate /
-128 examine new tokens) and times both paths on MagniFake-mini test images after one warm-up batch.
+Builds a random-weight ``small`` VLM (untimed) with a default ``zoomin.json`` (greedy, 128 locate /
+320 examine new tokens) and times both paths on MagniFake-mini test images after one warm-up batch.
 Random weights rarely emit the end-of-turn token, so every answer runs to its token budget: these
 are worst-case figures for the given budgets, and a trained model that stops early is faster.
 On a shared 2-core machine, one thread gives steady figures; two threads swing tenfold with the
