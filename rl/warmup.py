@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> Trainer:
     check_data(run)
     model_family(model_args.model_name_or_path)
     record_recipe("warmup", argv, run.output_dir)
-    run.remove_unused_columns = False  # the probe takes the tensors the dataset builds, by name
 
     processor = load_processor(model_args.model_name_or_path)
     train = ArtifactMaps(load_training_records(run, run.output_dir), processor.image_processor)
@@ -151,7 +150,8 @@ def main(argv: list[str] | None = None) -> Trainer:
         processor.save_pretrained(out)
         metrics = {"train": probe_accuracy(probe, train)}
         if run.eval_data:
-            held_out, _ = load_records(run.eval_data, run.image_root)
+            held_out, report = load_records(run.eval_data, run.image_root, report_path=out / "eval_data_report.json")
+            logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
             metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor))
         (out / "warmup_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         logger.warning("vision warm-up probe accuracy: %s", metrics)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import AutoProcessor
 
 from zoomin.checkpoint import (
     DEFAULT_GENERATION,
@@ -16,13 +17,11 @@ from zoomin.checkpoint import (
     is_complete_checkpoint,
     write_checkpoint_atomically,
 )
-from transformers import AutoProcessor
-
 from zoomin.codecs import BoxCodec
 from zoomin.data import load_records
 from zoomin.formats import sft_examples
-from zoomin.synth import synthesize
 from zoomin.protocol import ProtocolConfig
+from zoomin.synth import synthesize
 
 
 def _info(**kw) -> CheckpointInfo:

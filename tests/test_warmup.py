@@ -46,6 +46,7 @@ def test_warmup_trains_the_vision_tower_only(tiny_vlm, tmp_path: Path, family: s
     assert set(metrics) == {"train", "eval"} and 0.0 <= metrics["eval"]["image_accuracy"] <= 1.0
     assert (out / "command.txt").read_text().startswith("zoomin warmup ")
     assert (out / "processor_config.json").exists() and (out / "curves.png").exists()
+    assert json.loads((out / "eval_data_report.json").read_text())["n_good"] == 3
 
 
 def test_warmup_refuses_a_missing_data_file(tiny_vlm, tmp_path: Path, capsys) -> None:

@@ -1,9 +1,9 @@
 """The ``zoomin`` command.
 
 Subcommands import their heavy dependencies only when they run, so ``zoomin data validate`` starts
-in a second and the detector never drags a trainer in: the training subcommands (``warmup``, ``sft``, ``grpo``)
-are looked up in the ``rl`` package by name at call time and parse their own arguments with TRL's
-parser. Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line
+in a second and the detector never drags a trainer in: the training subcommands (``warmup``,
+``sft``, ``grpo``) are looked up in the ``rl`` package by name at call time and parse their own
+arguments with TRL's parser. Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line
 on stderr and a non-zero exit, never a traceback.
 """
 
@@ -139,11 +139,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from zoomin.synth import synthesize
+    from zoomin.synth import ARTIFACT_KINDS, synthesize
 
-    kinds = {"kinds": args.kinds} if args.kinds else {}
     summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
-                         min_side=args.min_side, max_side=args.max_side, strength=args.strength, **kinds)
+                         min_side=args.min_side, max_side=args.max_side, kinds=args.kinds or ARTIFACT_KINDS,
+                         strength=args.strength)
     print(f"wrote MagniFake-mini to {args.out}: {summary}")
     return 0
 

@@ -461,11 +461,11 @@ def _make_record(
         )
     else:
         image, planted = _make_fake(image, primary, source, rng, kinds, strength)
-        kinds = list(dict.fromkeys(p.kind for p in planted))
+        planted_kinds = list(dict.fromkeys(p.kind for p in planted))
         record.update(
             boxes=[[float(v) for v in p.box] for p in planted],
             explanation=_fake_explanation(planted, width, height, rng),
-            generator="synthetic-" + "+".join(kinds),
+            generator="synthetic-" + "+".join(planted_kinds),
             source=f"skimage:{source}",
             region_notes=[p.note for p in planted],
         )
