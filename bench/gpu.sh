@@ -15,7 +15,7 @@ mkdir -p "$work"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 [[ -f $work/model/config.json ]] || "$python" -m bench.random_vlm --size 3b --out "$work/model" --device cuda
-[[ -f $work/data/train.jsonl ]] || "$python" -m zoomin.cli data synth --out "$work/data" --n 80
+[[ -f $work/data/train.jsonl ]] || "$python" -m rl.cli data synth --out "$work/data" --n 80
 
 modes=(hf)
 if "$python" -c "import vllm" 2>/dev/null; then modes+=(vllm); else echo "vllm is not installed: HF generation only" >&2; fi

@@ -39,7 +39,7 @@ def _free_port() -> int:
 def run_case(processes: int, config: str, args: list[str], out: Path) -> list[float]:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"launch/accelerate/{config}.yaml",
                "--num_processes", str(processes), "--main_process_port", str(_free_port()),
-               "-m", "zoomin.cli", "grpo", *args, "--output_dir", str(out)]
+               "-m", "rl.cli", "grpo", *args, "--output_dir", str(out)]
     done = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{processes} x {config} failed:\n{done.stderr[-4000:]}")

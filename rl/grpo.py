@@ -6,73 +6,28 @@
 * ``examine``: query 2 with crops from the annotations, from a frozen locator checkpoint, or from
   the policy's own query-1 answer at rollout time; rewarded by verdict, explanation, format and zoom
   consistency by default.
-* ``joint``: see :mod:`rl.joint`.
+* ``joint``: the whole locate-zoom-examine trajectory (:mod:`rl.joint`).
 
-The GRPO loss, sampling, KL and logging are TRL's; this module only prepares prompts and crops.
+This module builds the stage's dataset, rewards and trainer (:mod:`rl.trainer`, :mod:`rl.joint`)
+and runs it; the trainers never import it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PIL import Image
 from trl import GRPOTrainer, get_peft_config
 
 from rewards.registry import DEFAULT_REWARDS, build_rewards
 from rl.checkpoints import CompletionMarker, resolve_resume
 from rl.config import ZoomInGRPOConfig, check_grpo, load_mapping, parse
 from rl.distributed import prepare_distributed
+from rl.joint import JointGRPOTrainer
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
+from rl.trainer import ZoomInGRPOTrainer
 from zoomin.data import Record
-from zoomin.formats import examine_inputs, grpo_dataset, located_boxes
-from zoomin.protocol import ProtocolConfig
-from zoomin.special_tokens import vision_token_ids
-
-
-class ZoomInGRPOTrainer(GRPOTrainer):
-    """TRL's GRPOTrainer that can take examine-stage crops from the policy's own locate answers.
-
-    With ``crop_source="policy"`` each batch first runs query 1 with the current policy (one greedy
-    or sampled answer per distinct image, by the run's generation settings), crops the boxes it
-    names, and rewrites the examine prompts, images, ``region_boxes`` and ``crop_windows`` columns
-    before TRL generates and scores query 2. Only query 2 is trained in this mode.
-    """
-
-    def __init__(self, *args: Any, protocol: ProtocolConfig, crop_source: str = "annotations", **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.protocol = protocol
-        self.crop_source = crop_source
-        self.generation_config.suppress_tokens = vision_token_ids(self.model.config)
-
-    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
-        if self.crop_source == "policy":
-            inputs = self._examine_from_policy(inputs)
-        return super()._generate_and_score_completions(inputs)
-
-    def _examine_from_policy(self, inputs: list[dict]) -> list[dict]:
-        unique = list({row["id"]: row for row in inputs}.values())
-        texts = self.locate(unique)
-        rewritten = {row["id"]: examine_row(row, text, self.protocol) for row, text in zip(unique, texts)}
-        return [rewritten[row["id"]] for row in inputs]
-
-    def locate(self, rows: list[dict]) -> list[str]:
-        """The policy's query-1 answers for ``rows`` (their first image is the original)."""
-        from trl.data_utils import prepare_multimodal_messages
-
-        prompts = [prepare_multimodal_messages(self.protocol.locate_messages(), images=[r["images"][0]]) for r in rows]
-        prompt_ids, images, fields = self._tokenize_prompts(prompts)
-        completion_ids, _ = self._generate_single_turn(prompt_ids, images, fields, num_generations=1)
-        return self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-
-
-def examine_row(row: dict, locate_text: str, protocol: ProtocolConfig) -> dict:
-    """A GRPO row re-aimed at query 2 with crops of the boxes named in ``locate_text``."""
-    image: Image.Image = row["images"][0]
-    boxes, _ = located_boxes(protocol.parse(locate_text, "locate").boxes or [], image.size, protocol)
-    messages, images, shown, windows = examine_inputs(image, boxes, protocol, locate_text)
-    return {**row, "prompt": messages, "images": images, "region_boxes": shown, "crop_windows": windows,
-            "locate_completions": locate_text}
+from zoomin.formats import grpo_dataset
 
 
 def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list[float]]]:
@@ -104,8 +59,6 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
     trainer_cls: type[GRPOTrainer] = ZoomInGRPOTrainer
     extra: dict[str, Any] = {"crop_source": run.crop_source if run.stage == "examine" else "annotations"}
     if run.stage == "joint":
-        from rl.joint import JointGRPOTrainer
-
         trainer_cls, extra = JointGRPOTrainer, {}
     trainer = trainer_cls(
         model=load_model(model_args, run.freeze_vision),

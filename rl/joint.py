@@ -23,7 +23,7 @@ from typing import Any
 from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
-from rl.grpo import ZoomInGRPOTrainer, examine_row
+from rl.trainer import ZoomInGRPOTrainer, examine_row
 from zoomin.protocol import ProtocolConfig
 
 

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoomin.boxes import CropPolicy, box_problem, crop_window, iou, match_boxes, mean_best_iou
+from zoomin.boxes import box_problem, iou, match_boxes, mean_best_iou
+from zoomin.protocol import CropPolicy
+from zoomin.zoom import crop_window
 
 
 def test_iou_known_values():

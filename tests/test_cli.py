@@ -2,7 +2,7 @@
 
 import pytest
 
-from zoomin.cli import main
+from rl.cli import main
 
 
 @pytest.mark.parametrize(

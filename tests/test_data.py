@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoomin.cli import main
+from rl.cli import main
 from zoomin.data import DataError, load_records
 from zoomin.images import ImageProblem, load_rgb
 

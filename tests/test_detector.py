@@ -16,14 +16,14 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
+from rl.cli import main
 from zoomin.checkpoint import CheckpointError, CheckpointInfo
-from zoomin.cli import main
 from zoomin.codecs import BoxCodec
 from zoomin.detector import Detection, ZoomInDetector
-from zoomin.formats import examine_inputs
 from zoomin.images import ImageProblem
 from zoomin.protocol import ProtocolConfig
 from zoomin.viz import render
+from zoomin.zoom import zoom_in
 
 SIZES = [(150, 100), (64, 200), (300, 300)]
 
@@ -100,7 +100,7 @@ def test_forced_answers_decode_boxes_to_original_pixels_and_crop_like_training(d
         expected = [codec.decode(b, image.size) for b in c]
         assert np.allclose(det.boxes[: len(expected)], expected)
         assert np.abs(np.subtract(det.boxes[: len(expected)], wanted[images.index(image)])).max() < 2  # rounding
-        _, (_, *crops), _, _ = examine_inputs(image, det.boxes, protocol)
+        crops = zoom_in(image, det.boxes, protocol).crops
         assert len(det.crops) == len(crops) and all(
             np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(det.crops, crops))
     assert first.boxes[-1] == [0.0, 0.0, 150.0, 100.0] and len(first.boxes) == 3
@@ -113,7 +113,7 @@ def test_forced_answers_decode_boxes_to_original_pixels_and_crop_like_training(d
     # query 2 showed each region by its box in model coordinates
     stage, inputs = seen[1]
     prompt = detector.processor.tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=False)
-    shown = examine_inputs(images[0], first.boxes, protocol)[2]
+    shown = zoom_in(images[0], first.boxes, protocol).region_boxes
     assert stage == "examine" and f"Region 1: [{','.join(map(str, shown[0]))}]" in prompt
     assert prompt.count("<|vision_start|>") == 1 + len(first.crops)
 
@@ -132,7 +132,8 @@ def test_score_is_the_models_fake_probability_at_the_verdict(detector, monkeypat
     real_id, fake_id = tok.convert_tokens_to_ids([">real", ">fake"])
     prefixes = ["<think>smeared texture</think>\n<verdict", "<think></think>\n<verdict"]
     for image, prefix, result in zip(images, prefixes, results):
-        messages, crops, _, _ = examine_inputs(image, [], protocol)
+        query = zoom_in(image, [], protocol)
+        messages, crops = query.messages, query.images
         text = detector.processor.apply_chat_template(messages, add_generation_prompt=True) + prefix
         inputs = detector.processor(text=[text], images=[crops], return_tensors="pt")
         with torch.inference_mode():

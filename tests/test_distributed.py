@@ -26,8 +26,8 @@ from safetensors import safe_open
 from transformers import AutoModelForImageTextToText
 
 from rl.checkpoints import is_complete, last_complete_checkpoint
+from rl.cli import main as cli
 from rl.distributed import prepare_distributed
-from zoomin.cli import main as cli
 from zoomin.synth import synthesize
 
 pytestmark = pytest.mark.distributed
@@ -67,7 +67,7 @@ def _free_port() -> int:
 
 def _accelerate(config: str, stage: str, *args: str) -> list[str]:
     return [*ACCELERATE, "--config_file", f"launch/accelerate/{config}.yaml", "--num_processes", "2",
-            "--main_process_port", str(_free_port()), "-m", "zoomin.cli", stage, *args]
+            "--main_process_port", str(_free_port()), "-m", "rl.cli", stage, *args]
 
 
 def _run(command: list[str]) -> None:
@@ -165,7 +165,7 @@ def test_sft_ddp_loss_matches_one_process(base, tmp_path):
 def test_sft_zero2_with_plain_torchrun(base, tmp_path):
     """The path for clusters without SLURM or accelerate: torchrun with the DeepSpeed JSON."""
     out = tmp_path / "out"
-    _run([*TORCHRUN, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "zoomin.cli", "sft", *base,
+    _run([*TORCHRUN, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "rl.cli", "sft", *base,
           *SFT, "--deepspeed", "launch/deepspeed/zero2.json", "--output_dir", str(out)])
     _assert_finished(out, deepspeed=True)
 
@@ -178,7 +178,7 @@ def _workers(launcher: psutil.Process) -> dict[int, psutil.Process]:
             env = child.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if "RANK" in env and "zoomin.cli" in child.cmdline():
+        if "RANK" in env and "rl.cli" in child.cmdline():
             found[int(env["RANK"])] = child
     return found
 
@@ -247,7 +247,7 @@ def test_sbatch_script_parses_and_prints_per_node_commands():
         assert options["--main_process_ip"] == "gpu1" and options["--main_process_port"] == "29555"
         assert options["--num_machines"] == "2" and options["--num_processes"] == "16"
         assert options["--deepspeed_multinode_launcher"] == "standard"
-        assert command[command.index("-m"):][:5] == ["-m", "zoomin.cli", "grpo", "--config", recipe]
+        assert command[command.index("-m"):][:5] == ["-m", "rl.cli", "grpo", "--config", recipe]
     assert "TORCH_NCCL_ASYNC_ERROR_HANDLING=1" in done.stdout
 
     # With a generation node: the last node serves the recipe's model, the others train against it.

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from transformers import AutoProcessor
 
+from rl.cli import main
 from zoomin.checkpoint import CheckpointInfo
-from zoomin.cli import main
 from zoomin.codecs import BoxCodec
 from zoomin.data import Record, load_records
 from zoomin.detector import Detection

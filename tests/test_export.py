@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from rl.cli import main as cli
 from rl.export import export
 from zoomin.checkpoint import CheckpointInfo
-from zoomin.cli import main as cli
 from zoomin.synth import synthesize
 
 CPU = ["--attn_implementation", "eager", "--use_cpu", "true", "--bf16", "false", "--report_to", "none",

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from zoomin.boxes import CropPolicy
 from zoomin.codecs import BoxCodec
-from zoomin.protocol import ProtocolConfig, zoom_crops
+from zoomin.protocol import CropPolicy, ProtocolConfig
+from zoomin.zoom import zoom_in
 
 P = ProtocolConfig()
 
@@ -134,7 +134,9 @@ def test_custom_tags_and_words():
 
 def test_zoom_crops_follow_the_policy():
     image = Image.new("RGB", (200, 100))
-    crops = zoom_crops(image, [[10, 10, 30, 20], [0, 0, 200, 100], [5, 5, 6, 6]], CropPolicy(max_crops=2, resize_longest=64))
+    policy = ProtocolConfig(crop=CropPolicy(max_crops=2, resize_longest=64))
+    zoomed = zoom_in(image, [[10, 10, 30, 20], [0, 0, 200, 100], [5, 5, 6, 6]], policy)
+    crops = list(zip(zoomed.crop_windows, zoomed.crops))
     assert len(crops) == 2
     window, crop = crops[0]
     assert max(crop.size) == 64 and window[0] <= 10 and window[2] >= 30

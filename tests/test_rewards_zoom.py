@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from rewards import ZoomConsistency, ZoomCoverage, get_reward
 from rewards.zoom import covered_area
-from zoomin.boxes import CropPolicy, crop_window
+from zoomin.protocol import CropPolicy
+from zoomin.zoom import crop_window
 
 # A 100x100 image whose model frame is the image itself, so region boxes read as pixels.
 ROW = {"label": "fake", "image_size": [100, 100], "coord_frame": [100, 100], "boxes": [[0, 0, 10, 10]]}

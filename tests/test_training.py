@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from rl.checkpoints import last_complete_checkpoint, resolve_resume
+from rl.cli import main as cli
 from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_grpo, parse
 from rl.warmup import ZoomInWarmupConfig
 from zoomin.checkpoint import CheckpointInfo
-from zoomin.cli import main as cli
 from zoomin.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_resume_picks_only_complete_checkpoints(tmp_path):
 def test_sigkill_after_a_checkpoint_then_resume_to_the_same_final_step(tiny_vlm, data, tmp_path, command):
     out = tmp_path / "run"
     base = GRPO if command == "grpo" else TINY
-    argv = [sys.executable, "-m", "zoomin.cli", command, "--model_name_or_path", str(tiny_vlm()), "--train_data",
+    argv = [sys.executable, "-m", "rl.cli", command, "--model_name_or_path", str(tiny_vlm()), "--train_data",
             str(data), "--output_dir", str(out), *base, "--max_steps", "12", "--save_strategy", "steps",
             "--save_steps", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rl.cli import main as cli
 from rl.warmup import box_coverage
-from zoomin.cli import main as cli
 from zoomin.synth import synthesize
 
 

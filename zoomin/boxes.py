@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 from scipy.optimize import linear_sum_assignment
 
@@ -89,61 +88,3 @@ def match_boxes(
 def clamp_box(box: Sequence[float], image_size: tuple[int, int]) -> Box:
     w, h = image_size
     return [min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w), min(max(box[3], 0.0), h)]
-
-
-@dataclass
-class CropPolicy:
-    """How a located box becomes the zoomed crop shown to the examine query.
-
-    Saved inside every checkpoint (via the protocol config), because a model trained on padded crops
-    of one size should be served the same crops.
-    """
-
-    pad_ratio: float = 0.15
-    """Context added on every side, as a fraction of the box's width/height."""
-    min_side: int = 28
-    """Crops are grown (around their centre) to at least this many original pixels per side; a
-    model's vision patches need a few pixels to see anything."""
-    max_crops: int = 4
-    """At most this many crops are shown; extra boxes are ignored in order."""
-    resize_longest: int | None = 112
-    """Crops are resized so their longest side is this many pixels (None keeps the crop's size):
-    this is the zoom."""
-
-    def __post_init__(self) -> None:
-        if self.pad_ratio < 0:
-            raise ValueError(f"crop pad_ratio must be >= 0, got {self.pad_ratio}")
-        if self.min_side < 1:
-            raise ValueError(f"crop min_side must be >= 1, got {self.min_side}")
-        if self.max_crops < 0:
-            raise ValueError(f"crop max_crops must be >= 0, got {self.max_crops}")
-        if self.resize_longest is not None and self.resize_longest < 1:
-            raise ValueError(f"crop resize_longest must be >= 1 or null, got {self.resize_longest}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def crop_window(box: Sequence[float], image_size: tuple[int, int], policy: CropPolicy) -> list[int]:
-    """The integer pixel window ``[x1, y1, x2, y2]`` cropped for ``box``: padded, grown to the
-    minimum side, shifted (not shrunk) to stay inside the image, and never larger than the image."""
-    w, h = image_size
-    x1, y1, x2, y2 = clamp_box(box, image_size)
-    pw, ph = (x2 - x1) * policy.pad_ratio, (y2 - y1) * policy.pad_ratio
-    left, right = _span(x1 - pw, x2 + pw, policy.min_side, w)
-    top, bottom = _span(y1 - ph, y2 + ph, policy.min_side, h)
-    return [left, top, right, bottom]
-
-
-def _span(lo: float, hi: float, min_len: int, limit: int) -> tuple[int, int]:
-    """A 1-D interval of at least ``min(min_len, limit)`` integer pixels inside ``[0, limit]``."""
-    lo, hi = math.floor(lo), math.ceil(hi)
-    need = min(min_len, limit) - (hi - lo)
-    if need > 0:
-        lo -= need // 2
-        hi += need - need // 2
-    if lo < 0:
-        hi, lo = hi - lo, 0
-    if hi > limit:
-        lo, hi = max(0, lo - (hi - limit)), limit
-    return lo, hi

@@ -1,9 +1,9 @@
 """The two-stage ZoomIn detector: locate suspicious regions, zoom into them, examine, decide.
 
 Query 1 (locate) asks the model for boxes and a preliminary verdict; the boxes are decoded from the
-model's coordinates into original pixels, cropped and zoomed with :func:`zoomin.formats.examine_inputs`
-(the function training uses, so the detector shows exactly the crops the model learned on), and
-query 2 (examine) gives the final verdict and explanation.
+model's coordinates into original pixels, cropped and zoomed by :mod:`zoomin.zoom` (the path training
+uses, so the detector shows exactly the crops the model learned on), and query 2 (examine) gives
+the final verdict and explanation.
 
 Both queries run batched with **left** padding: Qwen processors pad on the right by default, which
 would make ``generate`` continue after pad tokens. Generation settings come from ``zoomin.json``
@@ -27,11 +27,11 @@ from PIL import Image
 from zoomin.boxes import Box
 from zoomin.checkpoint import CheckpointError, CheckpointInfo
 from zoomin.codecs import BoxCodec
-from zoomin.formats import examine_inputs, located_boxes
 from zoomin.images import DEFAULT_MAX_PIXELS, load_rgb
 from zoomin.protocol import Parsed, ProtocolConfig
 from zoomin.quiet import no_progress_bars
 from zoomin.special_tokens import vision_token_ids
+from zoomin.zoom import decode_located, zoom_in
 
 ImageInput = Image.Image | str | os.PathLike
 
@@ -164,7 +164,7 @@ class ZoomInDetector:
         out: list[Detection] = []
         for start in range(0, len(pil), batch_size):
             batch = pil[start : start + batch_size]
-            out += self._examine(batch, self._locate(batch))
+            out += self.examine(batch, self._locate(batch))
         return out
 
     # ---- the two queries -------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class ZoomInDetector:
         results = []
         for image, text in zip(batch, self._generate(inputs, "locate")):
             parsed = self.protocol.parse(text, "locate")
-            boxes, dropped = located_boxes(parsed.boxes or [], image.size, self.protocol)
+            boxes, dropped = decode_located(parsed.boxes or [], image.size, self.protocol)
             results.append(Located(
                 preliminary_verdict=parsed.verdict,
                 boxes=boxes,
@@ -188,9 +188,18 @@ class ZoomInDetector:
             ))  # fmt: skip
         return results
 
-    def _examine(self, batch: list[Image.Image], located: list[Located]) -> list[Detection]:
-        queries = [examine_inputs(image, loc.boxes, self.protocol, loc.text) for image, loc in zip(batch, located)]
-        inputs = self._encode([q[0] for q in queries], [q[1] for q in queries])
+    def examine(
+        self, batch: list[Image.Image], located: list[Located], regions: list[list[Box]] | None = None
+    ) -> list[Detection]:
+        """Query 2 for one batch of decoded images after their query-1 results ``located``.
+
+        The crops are of the located boxes, or of ``regions[i]`` (original pixels) when given: the
+        random-crop ablation of :func:`zoomin.evaluate.evaluate` shows other crops after the same
+        query 1.
+        """
+        chosen = regions if regions is not None else [loc.boxes for loc in located]
+        queries = [zoom_in(image, boxes, self.protocol, loc.text) for image, boxes, loc in zip(batch, chosen, located)]
+        inputs = self._encode([q.messages for q in queries], [q.images for q in queries])
         texts = self._generate(inputs, "examine")
         parsed = [self.protocol.parse(text, "examine") for text in texts]
         scores = self._fake_probabilities(inputs, [self._verdict_prefix(t, p) for t, p in zip(texts, parsed)])
@@ -204,7 +213,7 @@ class ZoomInDetector:
                 examine_text=text,
                 locate_explanation=loc.explanation,
                 explanation=p.think,
-                crops=q[1][1:],
+                crops=q.crops,
                 problems=loc.problems + [f"examine: {problem}" for problem in p.problems],
                 image_size=loc.image_size,
                 locate_strict=loc.strict,

@@ -18,13 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from PIL import Image
-
-from zoomin.boxes import box_problem, clamp_box, crop_window
-from zoomin.codecs import decode_with_frame, encode_with_frame
+from zoomin.codecs import encode_with_frame
 from zoomin.data import Record
 from zoomin.images import load_rgb
-from zoomin.protocol import ProtocolConfig, zoom, zoom_crops
+from zoomin.protocol import ProtocolConfig
+from zoomin.zoom import region_columns, zoom, zoom_in
 
 GrpoStage = Literal["locate", "examine", "joint"]
 GRPO_STAGES: tuple[str, ...] = ("locate", "examine", "joint")
@@ -46,40 +44,6 @@ def model_boxes(record: Record, protocol: ProtocolConfig, boxes: Sequence[Sequen
     return [encode_with_frame(b, record.image_size, frame) for b in (record.boxes if boxes is None else boxes)]
 
 
-def located_boxes(
-    coords: Sequence[Sequence[float]], image_size: tuple[int, int], protocol: ProtocolConfig
-) -> tuple[list[list[float]], list[str]]:
-    """Query-1 boxes (model coordinates) -> clamped original pixels, and why any were dropped
-    (inverted or empty once clamped). Used wherever a model's own boxes become crops."""
-    frame = protocol.codec.frame(image_size)
-    boxes, dropped = [], []
-    for i, c in enumerate(coords, start=1):
-        box = clamp_box(decode_with_frame(c, image_size, frame), image_size)
-        problem = box_problem(box, image_size)
-        if problem:
-            dropped.append(f"box {i} dropped: {problem}")
-        else:
-            boxes.append(box)
-    return boxes, dropped
-
-
-def examine_inputs(
-    image: Image.Image, boxes: Sequence[Sequence[float]], protocol: ProtocolConfig, locate_answer: str | None = None
-) -> tuple[list[dict], list[Image.Image], list[list[int]], list[list[int]]]:
-    """Query 2 for original-pixel ``boxes``: (messages, images, region boxes shown, crop windows).
-
-    Shared by SFT, GRPO and the detector so that all three show the model the same crops.
-    ``locate_answer`` is the query-1 answer the boxes came from (needed when the protocol runs
-    query 2 in the same conversation).
-    """
-    crops = zoom_crops(image, list(boxes), protocol.crop)
-    frame = protocol.codec.frame(image.size)
-    shown = [encode_with_frame(b, image.size, frame) for b in boxes[: len(crops)]]
-    windows = [w for w, _ in crops]
-    messages = protocol.examine_messages(shown, locate_answer)
-    return messages, [image, *(c for _, c in crops)], shown, windows
-
-
 def locate_target(record: Record, protocol: ProtocolConfig) -> str:
     """The query-1 answer the annotations call for."""
     return protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
@@ -92,9 +56,9 @@ def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterato
         image = record.load_image()
         locate_answer = locate_target(record, protocol)
         yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
-        messages, images, _, _ = examine_inputs(image, record.boxes, protocol, locate_answer)
+        query = zoom_in(image, record.boxes, protocol, locate_answer)
         answer = protocol.render_examine(record.explanation, record.label)
-        yield {"prompt": messages, "completion": [_assistant(answer)], "images": images}
+        yield {"prompt": query.messages, "completion": [_assistant(answer)], "images": query.images}
 
 
 def grpo_dataset(
@@ -136,8 +100,8 @@ def grpo_row(
         "coord_frame": list(frame),
     }
     if stage == "examine":
-        boxes = (record.boxes if crop_boxes is None else crop_boxes)[: protocol.crop.max_crops]
-        shown = [encode_with_frame(b, record.image_size, frame) for b in boxes]
+        shown, windows = region_columns(record.boxes if crop_boxes is None else crop_boxes, record.image_size,
+                                        protocol)
         located = None
         if protocol.examine_in_context:
             if crop_boxes is not None:
@@ -146,7 +110,7 @@ def grpo_row(
             located = locate_target(record, protocol)
         row["prompt"] = protocol.examine_messages(shown, located)
         row["region_boxes"] = shown
-        row["crop_windows"] = [crop_window(b, record.image_size, protocol.crop) for b in boxes]
+        row["crop_windows"] = windows
     else:
         row["prompt"] = protocol.locate_messages()
     return row

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Literal
 
-from zoomin.boxes import CropPolicy, crop_window
 from zoomin.codecs import BoxCodec
 
 Stage = Literal["locate", "examine"]
@@ -30,6 +29,39 @@ Unicode-digit lookalike."""
 _BOX = rf"\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]"
 _BOX_LIST = re.compile(rf"\s*\[\s*(?:{_BOX}(?:\s*,\s*{_BOX})*)?\s*\]\s*")
 _NUMBER = re.compile(_NUM)
+
+
+@dataclass
+class CropPolicy:
+    """How a located box becomes the zoomed crop shown to the examine query.
+
+    Saved inside every checkpoint (via the protocol config), because a model trained on padded crops
+    of one size should be served the same crops.
+    """
+
+    pad_ratio: float = 0.15
+    """Context added on every side, as a fraction of the box's width/height."""
+    min_side: int = 28
+    """Crops are grown (around their centre) to at least this many original pixels per side; a
+    model's vision patches need a few pixels to see anything."""
+    max_crops: int = 4
+    """At most this many crops are shown; extra boxes are ignored in order."""
+    resize_longest: int | None = 112
+    """Crops are resized so their longest side is this many pixels (None keeps the crop's size):
+    this is the zoom."""
+
+    def __post_init__(self) -> None:
+        if self.pad_ratio < 0:
+            raise ValueError(f"crop pad_ratio must be >= 0, got {self.pad_ratio}")
+        if self.min_side < 1:
+            raise ValueError(f"crop min_side must be >= 1, got {self.min_side}")
+        if self.max_crops < 0:
+            raise ValueError(f"crop max_crops must be >= 0, got {self.max_crops}")
+        if self.resize_longest is not None and self.resize_longest < 1:
+            raise ValueError(f"crop resize_longest must be >= 1 or null, got {self.resize_longest}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -269,30 +301,6 @@ class Parsed:
     problems: list[str]
     strict: bool
     """True when the answer is exactly the stage's grammar with valid values and nothing else."""
-
-
-def zoom_crops(image, boxes: list[list[float]], policy: CropPolicy) -> list[tuple[list[int], object]]:
-    """Crop and zoom each original-pixel box by ``policy``: ``[(window, PIL image), ...]``.
-
-    At most ``policy.max_crops`` crops, in box order.
-    """
-    out = []
-    for box in boxes[: policy.max_crops]:
-        window = crop_window(box, image.size, policy)
-        out.append((window, zoom(image, window, policy)))
-    return out
-
-
-def zoom(image, window: list[int], policy: CropPolicy):
-    """The crop of ``image`` at integer ``window``, resized so its longest side is the policy's."""
-    from PIL import Image
-
-    crop = image.crop(tuple(window))
-    if policy.resize_longest is None:
-        return crop
-    scale = policy.resize_longest / max(crop.size)
-    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-    return crop.resize(size, Image.Resampling.BICUBIC)
 
 
 def _extract(text: str, tag: str) -> tuple[str | None, tuple[int, int] | None, str | None]:

@@ -1,22 +1,22 @@
-"""The ``zoomin`` command.
+"""The zoomin command: data, training, export, detection and evaluation from one entry point.
 
-Subcommands import their heavy dependencies only when they run, so ``zoomin data validate`` starts
-in a second and the detector never drags a trainer in: the training subcommands (``warmup``,
-``sft``, ``grpo``) are looked up in the ``rl`` package by name at call time and parse their own
-arguments with TRL's parser. Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line
-on stderr and a non-zero exit, never a traceback.
+It sits at the top of the house (it may import everything; nothing imports it). Subcommands import
+their heavy dependencies only when they run, so ``zoomin data validate`` starts in a second; the
+training subcommands (``warmup``, ``sft``, ``grpo``) parse their own arguments with TRL's parser.
+Every user error (a wrong path, an unknown family, bad data, a bad recipe) ends in one line on
+stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-TRAINING = {"warmup": "rl.warmup", "sft": "rl.sft", "grpo": "rl.grpo"}
-"""Training subcommands: module whose ``main(argv)`` runs them (``--config recipe.yaml --key value``)."""
+TRAINING = ("warmup", "sft", "grpo")
+"""Training subcommands: each runs its module's ``main(argv)`` (``--config recipe.yaml --key value``)."""
 
 
 class UsageError(Exception):
@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoomin", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    for name, module in TRAINING.items():
-        sub.add_parser(name, add_help=False, help=f"train ({module}); `zoomin {name} --help` lists every option")
+    for name in TRAINING:
+        sub.add_parser(name, add_help=False, help=f"train (rl/{name}.py); `zoomin {name} --help` lists every option")
 
     data = sub.add_parser("data", help="MagniFake data: validate or synthesise")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -113,11 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _training_main(name: str) -> Callable[[list[str]], object]:
+    """The ``main`` of a training subcommand, imported only when it runs (each pulls in TRL)."""
+    if name == "warmup":
+        from rl.warmup import main
+    elif name == "sft":
+        from rl.sft import main
+    else:
+        from rl.grpo import main
+    return main
+
+
 def _train(name: str, argv: list[str]) -> int:
     from rl.config import RecipeError
 
     try:
-        importlib.import_module(TRAINING[name]).main(argv)
+        _training_main(name)(argv)
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"zoomin {name}: error: {e}", file=sys.stderr)
         return 2
@@ -228,7 +239,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    rl_export = importlib.import_module("rl.export")
+    from rl import export as rl_export
 
     metrics = None
     if args.metrics:
@@ -243,9 +254,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    demo = importlib.import_module("rl.demo")
+    from rl.demo import run_demo
 
-    return demo.run_demo(Path(args.out), n=args.n)
+    return run_demo(Path(args.out), n=args.n)
 
 
 def _positive_int(text: str) -> int:
