@@ -94,6 +94,19 @@ def test_invalid_predicted_boxes_count_as_zero_iou():
 
 
 @pytest.mark.parametrize("term", [BoxIoU(), BoxF1()], ids=["box_iou", "box_f1"])
+def test_annotated_real_images_are_scored_by_iou_like_fakes(term):
+    """A real image's annotated regions (its cues) are where to look: IoU decides, not real_empty."""
+    cues = [[0, 0, 10, 10]]
+    real = {**fake_row(cues), "label": "real"}
+    hit, miss = locate([model_box(0, 0, 10, 10)], "real"), locate([model_box(50, 50, 60, 60)], "real")
+    assert call(term, [hit, miss, locate([], "real")], **real) == [1.0, 0.0, 0.0]
+    assert call(term, [hit], **real) == call(term, [hit], **fake_row(cues))
+    # real_empty / real_boxes apply only where a real image has no annotated box
+    assert call(type(term)(real_empty=0.5, real_boxes=-1.0), [locate([], "real"), hit], **real) == [0.0, 1.0]
+    assert call(type(term)(real_empty=0.5), [locate([], "real")], **{**real, "boxes": []}) == [0.5]
+
+
+@pytest.mark.parametrize("term", [BoxIoU(), BoxF1()], ids=["box_iou", "box_f1"])
 def test_box_rules_for_real_images_missing_annotations_and_junk(term):
     real = {"label": "real", "boxes": [], **FRAME}
     assert call(term, [locate([], "real"), locate([[1, 2, 30, 40]], "real")], **real) == [1.0, 0.0]
