@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the pipeline on the embedded default (small VLM + MagniFake-mini)")
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
     d.add_argument("--n", type=int, default=1200, help="MagniFake-mini size (train + test)")
+    d.add_argument("--seed", type=int, default=0, help="seeds the data, the model's initialisation and every stage")
     d.set_defaults(run=_demo, command="demo")
     return p
 
@@ -256,7 +257,7 @@ def _export(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rl.demo import run_demo
 
-    return run_demo(Path(args.out), n=args.n)
+    return run_demo(Path(args.out), n=args.n, seed=args.seed)
 
 
 def _positive_int(text: str) -> int:

@@ -1,9 +1,10 @@
 """``zoomin demo`` / ``make demo``: the whole pipeline on the embedded default, on the CPU.
 
-small local Qwen2.5-VL + synthetic MagniFake-mini -> vision warm-up -> SFT warm start -> GRPO
-(locate, then examine) -> export -> evaluation after SFT and after GRPO -> detection pictures -> a
-comparison table. Every artefact lands under one folder; the stage recipes are the ones in
-``recipes/tiny``.
+small local Qwen2.5-VL + the zoom-needed synthetic MagniFake-mini -> vision warm-up -> SFT warm
+start -> GRPO (locate, then examine) -> evaluation after SFT and after GRPO (locate-only, two-stage
+and random-crop accuracy) -> export -> detection pictures -> a comparison table. Every artefact lands
+under one folder; the stage recipes are the ones in ``recipes/tiny``. One seed decides everything,
+so two runs with the same seed give the same weights.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from rl.export import export
 from zoomin.data import load_records
 from zoomin.detector import ZoomInDetector
 from zoomin.evaluate import evaluate, format_table
-from zoomin.synth import synthesize
+from zoomin.synth import synthesize_zoom_needed
 from zoomin.tiny import build_tiny_vlm
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
-COMPARED = ("accuracy", "f1", "auroc", "iou", "bleu2", "rougeL", "locate_format_error_rate",
-            "examine_format_error_rate", "change_rate")
+COMPARED = ("accuracy", "preliminary_accuracy", "random_crop_accuracy", "f1", "auroc", "iou", "iou_fake", "bleu2",
+            "rougeL", "locate_format_error_rate", "examine_format_error_rate", "change_rate")
 
 
 class _Stages:
@@ -41,43 +42,45 @@ class _Stages:
         return result
 
 
-def _train(module, recipe: str, model: Path, data: Path, out: Path, *extra: str) -> None:
+def _train(module, recipe: str, model: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
     module.main(["--config", str(RECIPES / recipe), "--model_name_or_path", str(model), "--train_data", str(data),
-                 "--output_dir", str(out), *extra])
+                 "--output_dir", str(out), "--seed", str(seed), *extra])
 
 
-IMAGE_SIDE = 112
-"""Square 112 px images: 4x4 merged vision tokens, and a multiple of Qwen2.5-VL's 28 px token, so the
-processor never resamples (and blurs) the pixel-periodic artifacts."""
-KINDS, STRENGTH = ("checkerboard",), 2.5
-"""A model trained from random weights on two CPU cores learns a bold upsampling checkerboard in a
-minute; at strength 3 the other four kinds stayed at chance after the same warm-up (BENCHMARKS.md)."""
+IMAGE_SIDE, GLOBAL_TOKENS = 224, 16
+"""224 px images shown to a model whose global view is 16 merged tokens (112 px): the processor
+halves every image, which averages the one-pixel checkerboard away, while a crop of a 56 px cue
+zoomed to 112 px keeps it. The zoom is then what the verdict needs."""
+CUES = (1, 2)
+"""Coarse cues per image; each fills one cell of a 4x4 grid, so boxes are cells a small language
+model can learn to name."""
 
 
-def run_demo(out: Path, n: int = 1200, grpo_steps: int | None = None) -> int:
+def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = None) -> int:
+    """Run every stage under ``out``; ``seed`` reaches the data, the model's initialisation and every stage."""
     out = Path(out)
     data, model = out / "data", out / "model"
     stages = _Stages(total=11)
     steps = [] if grpo_steps is None else ["--max_steps", str(grpo_steps)]
+    train = data / "train.jsonl"
 
     stages.run("build the small VLM (random weights, real Qwen2.5-VL architecture)",
-               lambda: build_tiny_vlm("qwen2_5_vl", "small", model))
-    stages.run(f"synthesise MagniFake-mini ({n} images)", lambda: print(synthesize(
-        data, n=n, seed=0, min_side=IMAGE_SIDE, max_side=IMAGE_SIDE, kinds=KINDS, strength=STRENGTH)))
+               lambda: build_tiny_vlm("qwen2_5_vl", "small", model, seed=seed, max_image_tokens=GLOBAL_TOKENS))
+    stages.run(f"synthesise zoom-needed MagniFake-mini ({n} images)", lambda: print(synthesize_zoom_needed(
+        data, n=n, seed=seed, side=IMAGE_SIDE, cues=CUES)))
     test_records, report = load_records(data / "test.jsonl", strict=True)
     print(report.summary())
-    stages.run("vision warm-up (artifact maps from the training boxes)", lambda: _train(
-        warmup, "warmup.yaml", model, data / "train.jsonl", out / "warmup", "--eval_data", str(data / "test.jsonl")))
-    stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", out / "warmup", data / "train.jsonl", out / "sft"))
-    stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate.yaml", out / "sft", data / "train.jsonl",
-                                             out / "grpo_locate", *steps))
-    stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine.yaml", out / "grpo_locate",
-                                              data / "train.jsonl", out / "grpo_examine", *steps))
+    stages.run("vision warm-up (artifact maps of whole images and zoomed crops)", lambda: _train(
+        warmup, "warmup.yaml", model, train, out / "warmup", seed, "--eval_data", str(data / "test.jsonl")))
+    stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", out / "warmup", train, out / "sft", seed))
+    stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate.yaml", out / "sft", train, out / "grpo_locate", seed,
+                                             *steps))
+    stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine.yaml", out / "grpo_locate", train,
+                                              out / "grpo_examine", seed, *steps))
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
-        results[name] = stages.run(f"evaluate {name} on the test split",
-                                   lambda run_dir=run_dir: evaluate(ZoomInDetector.from_pretrained(run_dir),
-                                                                    test_records))["metrics"]["clean"]
+        results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
+            ZoomInDetector.from_pretrained(run_dir), test_records, seed=seed))["metrics"]["clean"]
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     checkpoint = stages.run("export the two-stage checkpoint", lambda: export(
         out / "grpo_examine", out / "checkpoint", metrics=results["sft+grpo"], datasets=["MagniFake-mini"],

@@ -7,8 +7,11 @@ none, and SFT alone cannot make one: its only signal about the image is one verd
 box digits per answer of ~100 tokens, and on MagniFake-mini the small model answers "real" to
 everything after minutes of SFT. This stage gives the vision tower a dense signal from the same
 annotations: for every merged vision token (what the language model receives), the fraction of its
-pixels inside an annotated box; for every image, fake or real. Two linear heads read these off the
-tower's output and are dropped afterwards; the saved folder is the full model with its updated
+pixels inside an annotated box; for every image, fake or real. With ``zoom_crops`` (the default)
+the tower also sees what query 2 will show it, the zoomed crop of every annotated box (by the
+protocol's crop policy, through :mod:`zoomin.zoom`), labelled with its image's label: fine evidence
+that the resized whole image loses is learnt where it is visible. Two linear heads read these off
+the tower's output and are dropped afterwards; the saved folder is the full model with its updated
 vision tower, which SFT then loads as its base. Transformers' Trainer runs the loop.
 """
 
@@ -23,15 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
 from transformers.image_processing_utils import BaseImageProcessor
 
-from rl.config import DataArguments, check_data, model_family, parse
+from rl.config import DataArguments, check_data, load_mapping, model_family, parse
 from rl.curves import plot_curves
 from rl.distributed import end_distributed, prepare_distributed
-from rl.modeling import load_model, load_processor, load_training_records
+from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import record_recipe
 from zoomin.data import Record, load_records
+from zoomin.protocol import CropPolicy
+from zoomin.zoom import crop_window, zoom
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,16 @@ class ZoomInWarmupConfig(TrainingArguments, DataArguments):
 
     box_weight: float = field(
         default=1.0, metadata={"help": "Weight of the per-token box loss against the per-image real/fake loss."}
+    )
+    zoom_crops: bool = field(
+        default=True,
+        metadata={"help": "Also train on the zoomed crop of every annotated box (the protocol's crop policy), "
+                          "labelled with its image's label, so evidence only a crop keeps is learnt."},
+    )
+    protocol: dict | str | None = field(
+        default=None,
+        metadata={"help": "Protocol overrides (as in SFT/GRPO recipes); only the crop policy matters here, and it "
+                          "must match the later stages' so the tower learns the crops they show."},
     )
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Where to log (TensorBoard by default)."})
 
@@ -62,26 +77,50 @@ def box_coverage(boxes: list[list[float]], size: tuple[int, int], grid_hw: tuple
     return torch.from_numpy(mask.reshape(rows, unit, cols, unit).mean(axis=(1, 3)).reshape(-1))
 
 
-class ArtifactMaps(torch.utils.data.Dataset):
-    """Records as vision-tower inputs plus their targets (token box coverage, image label)."""
+def boxes_in_window(boxes: list[list[float]], window: list[int]) -> list[list[float]]:
+    """``boxes`` clipped to ``window`` and shifted into its frame (boxes outside it are left out)."""
+    x0, y0, x1, y1 = window
+    inside = [[max(b[0], x0) - x0, max(b[1], y0) - y0, min(b[2], x1) - x0, min(b[3], y1) - y0] for b in boxes]
+    return [b for b in inside if b[2] > b[0] and b[3] > b[1]]
 
-    def __init__(self, records: list[Record], image_processor: BaseImageProcessor):
-        self.records, self.processor = records, image_processor
+
+class ArtifactMaps(torch.utils.data.Dataset):
+    """The views the two queries show, as vision-tower inputs plus targets (token box coverage, label).
+
+    One view per record is the whole image; with a crop policy, one more per annotated box is its
+    zoomed crop (at most ``max_crops`` per record, as query 2 shows them), whose targets are the
+    boxes' coverage inside the crop window and the image's label.
+    """
+
+    def __init__(self, records: list[Record], image_processor: BaseImageProcessor, crops: CropPolicy | None = None):
+        self.records, self.processor, self.crops = records, image_processor, crops
         self.unit = image_processor.patch_size * image_processor.merge_size
+        self.views: list[tuple[int, list[int] | None]] = []
+        for i, record in enumerate(records):
+            self.views.append((i, None))
+            if crops is not None:
+                self.views += [(i, crop_window(b, record.image_size, crops)) for b in record.boxes[: crops.max_crops]]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.views)
+
+    def is_crop(self, index: int) -> bool:
+        return self.views[index][1] is not None
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record = self.records[index]
-        image = record.load_image()
+        record_index, window = self.views[index]
+        record = self.records[record_index]
+        image, boxes, size = record.load_image(), record.boxes, record.image_size
+        if window is not None:
+            image = zoom(image, window, self.crops)
+            boxes, size = boxes_in_window(boxes, window), (window[2] - window[0], window[3] - window[1])
         inputs = self.processor(images=[image], return_tensors="pt")
         _, h, w = inputs["image_grid_thw"][0].tolist()
         merge = self.processor.merge_size
         return {
             "pixel_values": inputs["pixel_values"],
             "image_grid_thw": inputs["image_grid_thw"],
-            "token_targets": box_coverage(record.boxes, image.size, (h // merge, w // merge), self.unit),
+            "token_targets": box_coverage(boxes, size, (h // merge, w // merge), self.unit),
             "labels": torch.tensor(float(record.label == "fake")),
         }
 
@@ -118,28 +157,39 @@ class ArtifactProbe(nn.Module):
 
 
 @torch.no_grad()
-def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int = 32) -> dict[str, float]:
-    """Real/fake accuracy of the image head, and accuracy of the token head at half coverage."""
+def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int = 32) -> dict[str, float | None]:
+    """Real/fake accuracy of the image head on whole images and on crops (None without crops), and
+    accuracy of the token head at half coverage."""
     probe.eval()
-    right_images = right_tokens = tokens = 0
+    right = {False: 0, True: 0}
+    right_tokens = tokens = 0
     for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        indices = range(start, min(start + batch_size, len(dataset)))
+        batch = collate([dataset[i] for i in indices])
         out = probe(batch["pixel_values"], batch["image_grid_thw"])
-        right_images += int(((out["image_logits"] > 0) == (batch["labels"] > 0.5)).sum())
+        correct = ((out["image_logits"] > 0) == (batch["labels"] > 0.5)).tolist()
+        for i, ok in zip(indices, correct):
+            right[dataset.is_crop(i)] += ok
         right_tokens += int(((out["token_logits"] > 0) == (batch["token_targets"] >= 0.5)).sum())
         tokens += len(batch["token_targets"])
     probe.train()
-    return {"image_accuracy": right_images / len(dataset), "token_accuracy": right_tokens / tokens}
+    n_crops = sum(dataset.is_crop(i) for i in range(len(dataset)))
+    n_images = len(dataset) - n_crops
+    return {"image_accuracy": right[False] / n_images, "crop_accuracy": right[True] / n_crops if n_crops else None,
+            "token_accuracy": right_tokens / tokens}
 
 
 def main(argv: list[str] | None = None) -> Trainer:
     run, model_args = parse(ZoomInWarmupConfig, prepare_distributed(argv))
     check_data(run)
-    model_family(model_args.model_name_or_path)
+    family = model_family(model_args.model_name_or_path)
+    load_mapping(run.protocol, "protocol")
     record_recipe("warmup", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)
-    train = ArtifactMaps(load_training_records(run, run.output_dir), processor.image_processor)
+    crops = build_protocol(family, processor, run.protocol, model_args.model_name_or_path).crop if run.zoom_crops else None
+    train = ArtifactMaps(load_training_records(run, run.output_dir), processor.image_processor, crops)
+    set_seed(run.seed)  # the heads are drawn here, before the Trainer seeds: without it two runs differ
     probe = ArtifactProbe(load_model(model_args), run.box_weight)
     trainer = Trainer(model=probe, args=run, train_dataset=train, data_collator=collate)
     trainer.train()
@@ -152,7 +202,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         if run.eval_data:
             held_out, report = load_records(run.eval_data, run.image_root, report_path=out / "eval_data_report.json")
             logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
-            metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor))
+            metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor, crops))
         (out / "warmup_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         logger.warning("vision warm-up probe accuracy: %s", metrics)
         plot_curves(trainer.state.log_history, out / "curves.png", f"vision warm-up {model_args.model_name_or_path}")

@@ -13,11 +13,12 @@ from rl.cli import main
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.codecs import BoxCodec
 from zoomin.data import Record, load_records
-from zoomin.detector import Detection
-from zoomin.evaluate import downscale, evaluate, format_table, jpeg
+from zoomin.boxes import iou
+from zoomin.detector import Detection, Located
+from zoomin.evaluate import downscale, evaluate, format_table, jpeg, random_regions
 from zoomin.metrics import compute_metrics, localisation_iou, text_metrics, verdict_change, verdict_metrics
 from zoomin.protocol import ProtocolConfig
-from zoomin.synth import synthesize
+from zoomin.synth import synthesize, synthesize_zoom_needed
 
 LABELS = ["fake", "fake", "real", "real"]
 
@@ -81,21 +82,35 @@ def test_perturbations():
 
 
 class _Oracle:
-    """A detector stand-in that answers each record's label and its boxes, scaled to the image it gets."""
+    """A detector stand-in that answers each record's label and its boxes, scaled to the image it gets.
+
+    Query 2 says "fake" for a fake only when a crop it is shown overlaps one of the record's boxes, as
+    a model that needs the zoom would; the located crops always do, random ones only by chance.
+    """
 
     def __init__(self, records):
         self.queue = []
         self.records = records
 
-    def detect(self, images, batch_size):
+    def locate_only(self, images, batch_size):
         out = []
         for image in images:
             record = self.records[len(self.queue) % len(self.records)]
             sx, sy = image.width / record.image_size[0], image.height / record.image_size[1]
             boxes = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in record.boxes]
-            out.append(_detection(record.label, float(record.label == "fake"), record.label, boxes,
-                                  record.explanation, image.size))
+            out.append(Located(record.label, boxes, record.id, None, [], True, image.size))
             self.queue.append(image.size)
+        return out
+
+    def examine(self, images, located, regions=None):
+        out = []
+        for loc, shown in zip(located, regions if regions is not None else [loc.boxes for loc in located]):
+            label = loc.preliminary_verdict
+            record = next(r for r in self.records if r.id == loc.text)
+            if label == "fake" and not any(iou(c, b) > 0 for c in shown for b in loc.boxes):
+                label = "real"
+            out.append(_detection(label, float(label == "fake"), loc.preliminary_verdict, loc.boxes,
+                                  record.explanation, loc.image_size))
         return out
 
 
@@ -118,6 +133,33 @@ def test_evaluate_runs_every_condition(tmp_path):
     assert [p["id"] for p in result["predictions"]] == [r.id for r in records]
     table = format_table(result["metrics"])
     assert table.splitlines()[0] == "| metric | clean | jpeg_q50 | downscale_0.5 |" and "| accuracy | 1.000 |" in table
+
+
+def test_random_crop_ablation_shows_crops_of_the_located_sizes_elsewhere(tmp_path):
+    synthesize_zoom_needed(tmp_path / "zoom", n=40, seed=2, test_fraction=0.5, cues=(1, 1))
+    records, _ = load_records(tmp_path / "zoom" / "test.jsonl")
+    result = evaluate(_Oracle(records), records, batch_size=4, progress=False)
+    clean = result["metrics"]["clean"]
+    # the located crops settle every verdict; random crops of the same sizes rarely land on the cue
+    assert clean["accuracy"] == 1.0 and clean["preliminary_accuracy"] == 1.0
+    assert 0.5 <= clean["random_crop_accuracy"] <= 0.9
+    assert "random_crop_accuracy" not in evaluate(_Oracle(records), records, random_crops=False,
+                                                  progress=False)["metrics"]["clean"]
+    # the same seed places the same crops
+    assert evaluate(_Oracle(records), records, batch_size=4, progress=False)["metrics"] == result["metrics"]
+
+
+def test_random_regions_keep_sizes_inside_the_image():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    boxes = [[0, 0, 56, 56], [10, 20, 40, 100], [0, 0, 300, 50]]
+    for _ in range(50):
+        placed = random_regions(boxes, (224, 160), rng)
+        for (x1, y1, x2, y2), b in zip(placed, boxes):
+            assert 0 <= x1 and 0 <= y1 and x2 <= 224 and y2 <= 160
+            assert y2 - y1 == pytest.approx(min(b[3] - b[1], 160))
+            assert x2 - x1 == pytest.approx(min(b[2] - b[0], 224))
 
 
 def test_cli_eval_writes_json(tiny_vlm, tmp_path, capsys):

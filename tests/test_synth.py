@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from zoomin.synth import ARTIFACT_KINDS, plant_artifact, synthesize
+from rl.cli import main
+from zoomin.synth import ARTIFACT_KINDS, plant_artifact, synthesize, synthesize_zoom_needed
 
 N = 40
 
@@ -206,3 +207,69 @@ def test_strength_scales_the_artifact() -> None:
         ]
         # A pasted patch changes the box wholesale at any strength; only its lighting gain scales.
         assert changes[1] > changes[0] if kind != "inpaint" else changes[1] != changes[0], kind
+
+
+# ---- the zoom-needed form ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zoom_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The zoom-needed set and its twin without the fine pattern (same seed, amplitude 0)."""
+    root = tmp_path_factory.mktemp("zoom_needed")
+    synthesize_zoom_needed(root / "with", n=16, seed=1, test_fraction=0.25, cues=(1, 3))
+    synthesize_zoom_needed(root / "without", n=16, seed=1, test_fraction=0.25, cues=(1, 3), amplitude=0.0)
+    return root / "with", root / "without"
+
+
+def test_zoom_needed_cues_are_annotated_cells_in_both_classes(zoom_pair: tuple[Path, Path]) -> None:
+    root, _ = zoom_pair
+    rows = [r for split in _records(root).values() for r in split]
+    assert {r["label"] for r in rows} == {"real", "fake"}
+    for r in rows:
+        assert 1 <= len(r["boxes"]) <= 3 and len(r["region_notes"]) == len(r["boxes"])
+        for x1, y1, x2, y2 in r["boxes"]:
+            assert x1 % 56 == y1 % 56 == 0 and x2 - x1 == y2 - y1 == 56  # one cell of the 4x4 grid
+        for i in range(1, len(r["boxes"]) + 1):
+            assert f"Region {i}" in r["explanation"]  # the explanation cites every cue, real or fake
+        assert r["explanation"].endswith(f"the image is {r['label']}.") or f"image is {r['label']}" in r["explanation"]
+    assert main(["data", "validate", str(root / "train.jsonl")]) == 0
+
+
+def test_zoom_needed_pattern_lies_only_in_a_fakes_cues(zoom_pair: tuple[Path, Path]) -> None:
+    with_pattern, without = zoom_pair
+    for r in _records(with_pattern)["train"]:
+        a = np.asarray(Image.open(with_pattern / r["image"]), dtype=np.int16)
+        b = np.asarray(Image.open(without / r["image"]), dtype=np.int16)
+        mask = np.zeros(a.shape[:2], dtype=bool)
+        for x1, y1, x2, y2 in r["boxes"]:
+            mask[int(y1) : int(y2), int(x1) : int(x2)] = True
+        assert not (a != b).any(axis=-1)[~mask].any()
+        assert (a != b).any() == (r["label"] == "fake")
+
+
+def test_fine_pattern_survives_in_the_zoomed_crop_and_not_in_the_global_view(zoom_pair, tiny_vlm) -> None:
+    """The demo's premise, measured through the real processor: the global view (16 merged tokens, so a
+    224 px image is halved) loses the pattern, a crop at the cue keeps it."""
+    from transformers import AutoProcessor
+
+    from zoomin.codecs import BoxCodec
+    from zoomin.protocol import ProtocolConfig
+    from zoomin.zoom import zoom_in
+
+    processor = AutoProcessor.from_pretrained(tiny_vlm("qwen2_5_vl", "tiny"))  # 16 merged tokens per image
+    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen2_5_vl", processor))
+    with_pattern, without = zoom_pair
+
+    def pixels(image: Image.Image):
+        return processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+
+    fakes = [r for r in _records(with_pattern)["train"] if r["label"] == "fake"]
+    for r in fakes:
+        a, b = (Image.open(root / r["image"]).convert("RGB") for root in zoom_pair)
+        scale = float(pixels(b).std())
+        global_diff = float((pixels(a) - pixels(b)).pow(2).mean().sqrt()) / scale
+        crop_diffs = [float((pixels(x) - pixels(y)).pow(2).mean().sqrt()) / scale for x, y in
+                      zip(zoom_in(a, r["boxes"], protocol).crops, zoom_in(b, r["boxes"], protocol).crops)]
+        # relative to the image's own spread: under 1% left in the global view, over 10% in every crop
+        assert global_diff < 0.01 and min(crop_diffs) > 10 * global_diff and min(crop_diffs) > 0.1, (
+            r["id"], global_diff, crop_diffs)

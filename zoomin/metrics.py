@@ -2,7 +2,8 @@
 
 * verdict: accuracy, F1 with *fake* as the positive class, AUROC of the fake probability;
 * localisation: the paper's IoU (mean over predicted boxes of the best IoU with an annotated box),
-  averaged over fake images that have annotations;
+  averaged over every image that has annotations (``iou``: in the paper's data real images carry
+  boxes too) and over annotated fakes alone (``iou_fake``);
 * explanation: corpus BLEU-2 and mean ROUGE-L F1 against the reference (torchmetrics; ROUGE-L
   without stemming needs no nltk data, so this runs offline);
 * two-stage diagnostics: how often query 2 changed query 1's verdict and how often the change was
@@ -15,7 +16,7 @@ Undefined values (AUROC with one class, IoU without annotated fakes) are None, n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_f1_score
@@ -39,10 +40,15 @@ def verdict_metrics(labels: Sequence[str], verdicts: Sequence[str | None], score
     }
 
 
-def localisation_iou(labels: Sequence[str], predicted: Sequence[Sequence[Box]], annotated: Sequence[Sequence[Box]]
-                     ) -> float | None:
-    """The paper's IoU averaged over fake images with annotations (no predicted box scores 0)."""
-    values = [mean_best_iou(p, a) for label, p, a in zip(labels, predicted, annotated) if label == "fake" and a]
+def localisation_iou(
+    labels: Sequence[str],
+    predicted: Sequence[Sequence[Box]],
+    annotated: Sequence[Sequence[Box]],
+    among: Collection[str] = ("fake",),
+) -> float | None:
+    """The paper's IoU averaged over the annotated images whose label is in ``among`` (no predicted
+    box scores 0); None when there are none."""
+    values = [mean_best_iou(p, a) for label, p, a in zip(labels, predicted, annotated) if label in among and a]
     return sum(values) / len(values) if values else None
 
 
@@ -84,7 +90,8 @@ def compute_metrics(
     return {
         "n": len(detections),
         **verdict_metrics(labels, verdicts, [d.score for d in detections]),
-        "iou": localisation_iou(labels, [d.boxes for d in detections], annotated),
+        "iou": localisation_iou(labels, [d.boxes for d in detections], annotated, among=("real", "fake")),
+        "iou_fake": localisation_iou(labels, [d.boxes for d in detections], annotated),
         **text_metrics([d.explanation for d in detections], references),
         **verdict_change(labels, [d.preliminary_verdict for d in detections], verdicts),
         "locate_format_error_rate": sum(not d.locate_strict for d in detections) / len(detections),

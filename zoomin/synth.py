@@ -9,6 +9,13 @@ Each artifact only rewrites pixels inside its box (see :func:`plant_artifact`), 
 ground truth honest: whatever differs from a plain photograph lies inside an annotated box.
 Everything is drawn from one seed, per image from its own child stream, so the same arguments
 give byte-identical files.
+
+:func:`synthesize_zoom_needed` builds the *zoom-needed* form, where the second query has something to
+add (the paper's central claim at toy scale): every image, real or fake, carries coarse cues (flat
+colour patches on a grid of cells) that the model's resized global view shows, and only a fake's cues
+hide a fine pixel checkerboard, which the processor's down-scaling of the whole image averages away
+while a crop at the cue, shown at full resolution or larger, keeps it. The cues are the annotated
+boxes of both classes, so the locate query has places to look but cannot settle the verdict there.
 """
 
 from __future__ import annotations
@@ -542,14 +549,169 @@ def synthesize(
         # Level 1: PNG encoding dominated the run time, and size is no concern at this scale.
         Image.fromarray(image).save(out / record["image"], format="PNG", compress_level=1)
         records[split].append(record)
-    for split, rows in records.items():
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        (out / f"{split}.jsonl").write_text(lines, encoding="utf-8")
     summary = _summary(records, planted)
     args = {"n": n, "seed": seed, "test_fraction": test_fraction, "min_side": min_side, "max_side": max_side,
             "kinds": list(kinds), "strength": strength}
-    (out / "meta.json").write_text(
-        json.dumps({"args": args, "summary": summary}, indent=2) + "\n", encoding="utf-8"
+    _write(out, records, summary, args, _readme(summary, args))
+    return summary
+
+
+def _write(out: Path, records: dict[str, list[dict[str, Any]]], summary: dict, args: dict, readme: str) -> None:
+    """The split files, ``meta.json`` (summary + arguments) and ``README.md``; images are written already."""
+    for split, rows in records.items():
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (out / f"{split}.jsonl").write_text(lines, encoding="utf-8")
+    (out / "meta.json").write_text(json.dumps({"args": args, "summary": summary}, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(readme, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The zoom-needed form
+# ---------------------------------------------------------------------------------------------
+
+_CUE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (180, 70, 70), "orange": (190, 120, 60), "yellow": (180, 170, 70), "green": (80, 160, 80),
+    "teal": (70, 150, 150), "blue": (70, 100, 180), "purple": (130, 80, 170), "grey": (128, 128, 128),
+}
+"""Named cue colours, kept inside [64, 192] per channel so a fine pattern of +-amplitude never clips
+(clipping would shift the patch's mean, which the global view would then show)."""
+_CUE_JITTER = 12
+_CUE_NOISE = 2.0
+"""Grey levels of sensor-like noise in every cue, real or fake, so a clean patch is not perfectly flat."""
+_ZOOM_FAKE_TEXTS = (
+    "Zoomed in, {regions} {show} a fine checkerboard of alternating pixels under the flat colour, the "
+    "trace of an upsampling layer; the image is fake.",
+    "At full resolution {regions} {carry} a regular one-pixel grid pattern that no camera produces, so "
+    "the image is fake.",
+    "The crops reveal that {regions} {hide} a fine pixel checkerboard beneath the flat patch; such "
+    "upsampling traces mean the image is fake.",
+)
+_ZOOM_REAL_TEXTS = (
+    "Zoomed in, {regions} {be} clean: flat colour with smooth sensor noise and no pixel pattern; the image "
+    "is real.",
+    "At full resolution {regions} {show} only natural noise in a flat colour, with no regular grid, so the "
+    "image is real.",
+    "The crops show that {regions} {be} plain patches with smooth noise and nothing periodic; the image is real.",
+)
+
+
+def _regions_phrase(k: int) -> str:
+    """ "Region 1", "Region 1 and Region 2", "Region 1, Region 2 and Region 3": each region cited by name."""
+    names = [f"Region {i}" for i in range(1, k + 1)]
+    return names[0] if k == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _verbs(k: int) -> dict[str, str]:
+    singular = k == 1
+    return {"show": "shows" if singular else "show", "carry": "carries" if singular else "carry",
+            "hide": "hides" if singular else "hide", "be": "is" if singular else "are"}
+
+
+def fine_checkerboard(height: int, width: int, phase: int) -> np.ndarray:
+    """+-1 alternating per pixel: the finest pattern an upsampling layer leaves, at exactly the
+    frequency that any 2x down-scaling (area or antialiased) averages to nothing."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.where((yy + xx + phase) % 2 == 0, 1.0, -1.0)[..., None]
+
+
+def _zoom_record(
+    record_id: str, label: str, rng: np.random.Generator, side: int, grid: int, cues: tuple[int, int],
+    amplitude: float,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One zoom-needed record and its image: cues on distinct grid cells, a fine checkerboard in a fake's."""
+    source = str(rng.choice(sorted(_SOURCES)))
+    image = _base_image(source, rng, side, side).astype(np.float64)
+    cell = side // grid
+    k = int(rng.integers(cues[0], cues[1] + 1))
+    cells = sorted(int(c) for c in rng.choice(grid * grid, size=k, replace=False))
+    boxes, notes = [], []
+    for c in cells:
+        row, col = divmod(c, grid)
+        x1, y1 = col * cell, row * cell
+        name = str(rng.choice(sorted(_CUE_COLOURS)))
+        colour = np.asarray(_CUE_COLOURS[name], dtype=np.float64) + rng.integers(-_CUE_JITTER, _CUE_JITTER + 1, 3)
+        patch = colour + rng.normal(0.0, _CUE_NOISE, size=(cell, cell, 1))
+        pattern = fine_checkerboard(cell, cell, int(rng.integers(0, 2))) * amplitude * rng.uniform(0.8, 1.2)
+        if label == "fake":
+            patch = patch + pattern
+        image[y1 : y1 + cell, x1 : x1 + cell] = patch
+        boxes.append([float(x1), float(y1), float(x1 + cell), float(y1 + cell)])
+        notes.append(f"flat {name} patch")
+    texts = _ZOOM_FAKE_TEXTS if label == "fake" else _ZOOM_REAL_TEXTS
+    explanation = str(rng.choice(texts)).format(regions=_regions_phrase(k), **_verbs(k))
+    record = {
+        "id": record_id, "image": f"images/{record_id}.png", "label": label, "boxes": boxes,
+        "explanation": explanation, "generator": "synthetic-fine-checkerboard" if label == "fake" else None,
+        "source": f"skimage:{source}", "region_notes": notes,
+    }
+    return record, np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def synthesize_zoom_needed(
+    out_dir: str | Path,
+    n: int = 400,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    side: int = 224,
+    grid: int = 4,
+    cues: tuple[int, int] = (1, 2),
+    amplitude: float = 24.0,
+) -> dict:
+    """Write the zoom-needed MagniFake-mini to ``out_dir`` (``{train,test}.jsonl``, ``images/``,
+    ``meta.json``, ``README.md``) and return its summary.
+
+    Square images of ``side`` px; ``cues`` (min, max) coarse cues per image, each filling one cell of a
+    ``grid`` x ``grid`` layout (so every annotated box is a cell: coordinates a small language model
+    can learn to write). Every pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard
+    of one-pixel period, and nothing else tells the classes apart. Pick ``side`` larger than the
+    model's global view: the demo's model sees 112 px (16 merged tokens), so at 224 px the processor
+    halves the image and the pattern averages out, while a crop at a cue, zoomed to 112 px, keeps it.
+    Same arguments give byte-identical files; ``amplitude=0`` gives the same images without the pattern.
+    """
+    if n < 2:
+        raise ValueError(f"n must be at least 2 (one image per split), got {n}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    if grid < 1 or side % grid or side // grid < _MIN_SIDE_LIMIT // 2:
+        raise ValueError(f"side ({side}) must split into {grid} cells per side of at least "
+                         f"{_MIN_SIDE_LIMIT // 2} px")
+    if not 1 <= cues[0] <= cues[1] <= grid * grid:
+        raise ValueError(f"cues must be (min, max) with 1 <= min <= max <= {grid * grid}, got {tuple(cues)}")
+    if not 0.0 <= amplitude <= 60.0:
+        raise ValueError(f"amplitude must lie in [0, 60] grey levels (more would clip), got {amplitude}")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    plan_seq, *image_seqs = np.random.SeedSequence(seed).spawn(n + 1)
+    records: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    for (split, label), seq in zip(_plan(n, test_fraction, np.random.default_rng(plan_seq)), image_seqs):
+        record, image = _zoom_record(f"{split}_{len(records[split]):05d}", label, np.random.default_rng(seq),
+                                     side, grid, (int(cues[0]), int(cues[1])), amplitude)
+        Image.fromarray(image).save(out / record["image"], format="PNG", compress_level=1)
+        records[split].append(record)
+    every = [r for rows in records.values() for r in rows]
+    summary = {
+        "name": "MagniFake-mini (zoom-needed)",
+        "n": len(every),
+        "splits": {split: {"total": len(rows), **{lab: sum(r["label"] == lab for r in rows) for lab in ("real", "fake")}}
+                   for split, rows in records.items()},
+        "boxes": sum(len(r["boxes"]) for r in every),
+        "sources": dict(sorted(Counter(r["source"] for r in every).items())),
+    }
+    args = {"n": n, "seed": seed, "test_fraction": test_fraction, "side": side, "grid": grid,
+            "cues": list(cues), "amplitude": amplitude}
+    splits = summary["splits"]
+    readme = (
+        "# MagniFake-mini, zoom-needed form\n\n"
+        "Synthetic real/fake set built offline by `zoomin.synth.synthesize_zoom_needed`. Every image is a\n"
+        "crop of a photograph shipped with scikit-image carrying coarse cues (flat colour patches on a grid,\n"
+        "the annotated boxes of real and fake images alike); only a fake's cues hide a one-pixel checkerboard,\n"
+        "which the model's down-scaled global view averages away and a zoomed crop keeps.\n\n"
+        f"- train: {splits['train']['total']} ({splits['train']['real']} real, {splits['train']['fake']} fake)\n"
+        f"- test: {splits['test']['total']} ({splits['test']['real']} real, {splits['test']['fake']} fake)\n"
+        f"- boxes: {summary['boxes']}\n"
+        f"- arguments: {json.dumps(args, sort_keys=True)}\n"
     )
-    (out / "README.md").write_text(_readme(summary, args), encoding="utf-8")
+    _write(out, records, summary, args, readme)
     return summary

@@ -209,17 +209,17 @@ _SIZES = {
 }  # fmt: skip
 
 
-def _processor(family: str, size: str, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
+def _processor(family: str, max_tokens: int, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
     """The family's processor with its real patching but a budget of a few merged image tokens.
 
-    Pixel bounds are set in merged tokens (`factor` = patch * merge pixels a side), so `tiny`
-    allows 16 tokens per image (112 px square for Qwen2(.5)-VL, 128 px for Qwen3-VL) and `small` 64.
+    Pixel bounds are set in merged tokens (`factor` = patch * merge pixels a side): `max_tokens` per
+    image, by default 16 for `tiny` (112 px square for Qwen2(.5)-VL, 128 px for Qwen3-VL) and 64 for `small`.
     """
     qwen3 = family == "qwen3_vl"
     patch, merge = (16, 2) if qwen3 else (14, 2)
     factor = patch * merge
     common = dict(
-        size={"shortest_edge": 4 * factor**2, "longest_edge": _SIZES[size]["max_tokens"] * factor**2},
+        size={"shortest_edge": 4 * factor**2, "longest_edge": max_tokens * factor**2},
         patch_size=patch,
         temporal_patch_size=2,
         merge_size=merge,
@@ -239,7 +239,7 @@ def _processor(family: str, size: str, tokenizer: Qwen2Tokenizer) -> ProcessorMi
     )
 
 
-def _config(family: str, size: str, tokenizer: Qwen2Tokenizer) -> PreTrainedConfig:
+def _config(family: str, size: str, max_tokens: int, tokenizer: Qwen2Tokenizer) -> PreTrainedConfig:
     """A config of the family's real class, shrunk; ids and rope sections kept consistent.
 
     mrope splits half the text head dim into (temporal, height, width) frequency sections in the
@@ -284,7 +284,7 @@ def _config(family: str, size: str, tokenizer: Qwen2Tokenizer) -> PreTrainedConf
             out_hidden_size=s["text_hidden"],
             # One learned position per patch of a square image at the pixel bound; the grid is
             # interpolated to each image's own grid, as in the real model.
-            num_position_embeddings=4 * s["max_tokens"],
+            num_position_embeddings=4 * max_tokens,
             # Real checkpoints tap 3 vision layers at about 1/4, 1/2, 3/4 depth into text layers 0-2.
             deepstack_visual_indexes=list(range(min(3, s["vision_depth"] - 1))),
         )
@@ -314,20 +314,28 @@ def _config(family: str, size: str, tokenizer: Qwen2Tokenizer) -> PreTrainedConf
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **top)
 
 
-def build_tiny_vlm(family: str, size: str, out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_vlm(
+    family: str, size: str, out_dir: str | Path, seed: int = 0, max_image_tokens: int | None = None
+) -> Path:
     """Write a model folder that AutoProcessor / AutoModelForImageTextToText reload offline.
 
     The weights are random (seeded, without touching the caller's RNG state); the tokenizer,
     processor, template and config are those a real checkpoint of `family` ships, scaled down.
+    `max_image_tokens` caps the merged vision tokens per image (the processor's global view), by
+    default the size's own: a lower cap makes the resize of a whole image discard fine detail that a
+    zoomed crop keeps, as a real model's does on a large photograph.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
+    if max_image_tokens is not None and max_image_tokens < 4:
+        raise ValueError(f"max_image_tokens must be at least 4 (the processor's minimum), got {max_image_tokens}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(seed)
-    config = _config(family, size, tokenizer)
+    max_tokens = _SIZES[size]["max_tokens"] if max_image_tokens is None else max_image_tokens
+    config = _config(family, size, max_tokens, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
@@ -338,5 +346,5 @@ def build_tiny_vlm(family: str, size: str, out_dir: str | Path, seed: int = 0) -
     )
     with no_progress_bars():
         model.save_pretrained(out)
-    _processor(family, size, tokenizer).save_pretrained(out)
+    _processor(family, max_tokens, tokenizer).save_pretrained(out)
     return out
