@@ -10,10 +10,10 @@ from PIL import Image
 from transformers import AutoProcessor
 
 from rl.cli import main
+from zoomin.boxes import iou
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.codecs import BoxCodec
 from zoomin.data import Record, load_records
-from zoomin.boxes import iou
 from zoomin.detector import Detection, Located
 from zoomin.evaluate import downscale, evaluate, format_table, jpeg, random_regions
 from zoomin.metrics import compute_metrics, localisation_iou, text_metrics, verdict_change, verdict_metrics
@@ -157,7 +157,7 @@ def test_random_regions_keep_sizes_inside_the_image():
     for _ in range(50):
         placed = random_regions(boxes, (224, 160), rng)
         for (x1, y1, x2, y2), b in zip(placed, boxes):
-            assert 0 <= x1 and 0 <= y1 and x2 <= 224 and y2 <= 160
+            assert x1 >= 0 and y1 >= 0 and x2 <= 224 and y2 <= 160
             assert y2 - y1 == pytest.approx(min(b[3] - b[1], 160))
             assert x2 - x1 == pytest.approx(min(b[2] - b[0], 224))
 
