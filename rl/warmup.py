@@ -32,6 +32,7 @@ from rl.distributed import end_distributed, prepare_distributed
 from rl.modeling import load_model, load_processor, load_training_records
 from rl.outputs import record_recipe
 from zoomin.data import Record, load_records
+from zoomin.images import ImageProblem
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +64,35 @@ def box_coverage(boxes: list[list[float]], size: tuple[int, int], grid_hw: tuple
 
 
 class ArtifactMaps(torch.utils.data.Dataset):
-    """Records as vision-tower inputs plus their targets (token box coverage, image label)."""
+    """Records as vision-tower inputs plus their targets (token box coverage, image label).
+
+    A record whose image stopped decoding after validation does not end the run: the next record
+    whose image decodes is served in its place, with its own targets (never one record's label on
+    another's pixels), and a warning names both once. ``unreadable`` lists the records skipped so.
+    """
 
     def __init__(self, records: list[Record], image_processor: BaseImageProcessor):
         self.records, self.processor = records, image_processor
         self.unit = image_processor.patch_size * image_processor.merge_size
+        self.unreadable: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record = self.records[index]
+        for step in range(len(self.records)):
+            at = (index + step) % len(self.records)
+            if at in self.unreadable:
+                continue
+            try:
+                return self._item(self.records[at])
+            except ImageProblem as e:
+                self.unreadable[at] = str(e)
+                logger.warning("warm-up: the image of record %s no longer decodes (%s); the next readable "
+                               "record takes its place", self.records[at].id, e)
+        raise ImageProblem(f"none of the {len(self.records)} records' images decodes any more")
+
+    def _item(self, record: Record) -> dict[str, torch.Tensor]:
         image = record.load_image()
         inputs = self.processor(images=[image], return_tensors="pt")
         _, h, w = inputs["image_grid_thw"][0].tolist()

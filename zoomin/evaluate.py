@@ -4,6 +4,10 @@
 re-run the whole two-stage detection on perturbed copies of every image: JPEG re-compression at
 quality 50 (the usual laundering of a generated image) and down-scaling by half (which also
 scales the annotated boxes, so IoU is measured in the pixels the model saw).
+
+A record whose image no longer decodes (records are validated when loaded; files can change after)
+is left out of that condition's metrics and listed under ``skipped`` with its reason, so one bad
+file never costs the evaluation of all the others.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from tqdm import tqdm
 
 from zoomin.data import Record
 from zoomin.detector import ZoomInDetector
+from zoomin.images import ImageProblem
 from zoomin.metrics import compute_metrics
 
 JPEG_QUALITY = 50
@@ -55,36 +60,46 @@ def evaluate(
     robustness: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Run the detector over ``records`` and return ``{"metrics": {condition: {...}}, "predictions": [...]}``.
+    """Run the detector over ``records`` and return ``{"metrics": {condition: {...}}, "predictions": [...],
+    "skipped": [...]}``.
 
-    ``predictions`` holds the clean pass per record (id, label and the detection without images).
+    ``predictions`` holds the clean pass per record (id, label and the detection without images);
+    ``skipped`` one ``{"id", "condition", "reason"}`` per record left out of a condition because its
+    image did not decode.
     """
     if not records:
         raise ValueError("no records to evaluate")
     conditions: dict[str, Callable[[Image.Image], Image.Image] | None] = {"clean": None}
     if robustness:
         conditions.update(CONDITIONS)
-    labels = [r.label for r in records]
-    references = [r.explanation for r in records]
-    metrics, predictions = {}, []
+    metrics, predictions, skipped = {}, [], []
     with tqdm(total=len(records) * len(conditions), desc="eval", unit="img", disable=not progress) as bar:
         for name, perturb in conditions.items():
-            detections, annotated = [], []
+            detections, annotated, kept = [], [], []
             for start in range(0, len(records), batch_size):
                 chunk = records[start : start + batch_size]
                 images = []
                 for record in chunk:
-                    original = record.load_image()
+                    try:
+                        original = record.load_image()
+                    except ImageProblem as e:
+                        skipped.append({"id": record.id, "condition": name, "reason": str(e)})
+                        continue
                     image = perturb(original) if perturb else original
                     sx, sy = image.width / original.width, image.height / original.height
                     annotated.append([[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in record.boxes])
                     images.append(image)
-                detections += detector.detect(images, batch_size=batch_size)
+                    kept.append(record)
+                if images:
+                    detections += detector.detect(images, batch_size=batch_size)
                 bar.update(len(chunk))
-            metrics[name] = compute_metrics(detections, labels, annotated, references)
+            if not kept:
+                raise ValueError(f"no record's image could be decoded ({skipped[-1]['reason']})")
+            metrics[name] = compute_metrics(detections, [r.label for r in kept], annotated,
+                                            [r.explanation for r in kept])
             if name == "clean":
-                predictions = [{"id": r.id, "label": r.label, **d.to_dict()} for r, d in zip(records, detections)]
-    return {"metrics": metrics, "predictions": predictions}
+                predictions = [{"id": r.id, "label": r.label, **d.to_dict()} for r, d in zip(kept, detections)]
+    return {"metrics": metrics, "predictions": predictions, "skipped": skipped}
 
 
 def format_table(metrics: dict[str, dict]) -> str:
