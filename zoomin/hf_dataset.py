@@ -5,8 +5,8 @@ embedded as an ``Image`` feature (the file's own bytes, so pixels and EXIF orien
 what training decoded) and ``boxes``, ``region_notes`` and the other fields as columns, plus the
 upright ``width`` and ``height``. The splits are saved together with ``DatasetDict.save_to_disk``
 (``OUT/<split>/`` each), and ``OUT/README.md`` is the card: what the columns mean, the box
-convention, per-split counts and where the data came from (the import reports, when the folder was
-made by ``zoomin data import``). ``zoomin.data.load_records("OUT/<split>")`` gives back the records
+convention, per-split counts and where the data came from (the import reports, copied beside it,
+when the folder was made by ``zoomin data import``). ``zoomin.data.load_records("OUT/<split>")`` gives back the records
 the folder's JSONL gives, and ``datasets.load_dataset(REPO)`` reads a pushed copy.
 """
 
@@ -71,24 +71,32 @@ def folder_to_hf(
         datasets.DatasetDict(built).save_to_disk(str(out))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    imports = [json.loads(p.read_text()) for p in sorted(folder.glob("*.import_report.json"))]
+    imports = []
+    for report in sorted(folder.glob("*.import_report.json")):  # provenance travels with the data
+        imports.append(json.loads(report.read_text()))
+        shutil.copyfile(report, out / report.name)
     card = dataset_card(datasets.load_from_disk(str(out)), imports, pretty_name or folder.name, license)
     card.save(str(out / "README.md"))
     return reports
 
 
 def push_to_hub(out: str | os.PathLike, repo: str, *, private: bool = False) -> str:
-    """Upload a folder written by :func:`folder_to_hf` to the Hub as dataset ``repo``; the card keeps
-    the ``dataset_info`` the upload wrote and adds ours. Returns the dataset's URL."""
+    """Upload a folder written by :func:`folder_to_hf` to the Hub as dataset ``repo`` (data, import
+    reports, card); the card keeps the ``dataset_info`` the upload wrote and adds ours. Returns the
+    dataset's URL."""
     import datasets
-    from huggingface_hub import DatasetCard
+    from huggingface_hub import DatasetCard, HfApi
 
-    ours = DatasetCard.load(str(Path(out) / "README.md"))
+    out = Path(out)
+    ours = DatasetCard.load(str(out / "README.md"))
     datasets.load_from_disk(str(out)).push_to_hub(repo, private=private)
+    for report in sorted(out.glob("*.import_report.json")):
+        HfApi().upload_file(path_or_fileobj=str(report), path_in_repo=report.name, repo_id=repo,
+                            repo_type="dataset")
     pushed = DatasetCard.load(repo, repo_type="dataset")
     metadata = {**pushed.data.to_dict(), **ours.data.to_dict()}
-    merged = DatasetCard(f"---\n{_card_data(metadata).to_yaml()}\n---\n{ours.text}")
-    merged.push_to_hub(repo, repo_type="dataset")
+    text = ours.text.replace('load_dataset("REPO")', f'load_dataset("{repo}")')
+    DatasetCard(f"---\n{_card_data(metadata).to_yaml()}\n---\n{text}").push_to_hub(repo, repo_type="dataset")
     return f"https://huggingface.co/datasets/{repo}"
 
 
@@ -96,11 +104,12 @@ def dataset_card(ds, imports: list[dict], pretty_name: str, license: str | None)
     """The dataset card: metadata, columns, box convention, per-split counts, provenance."""
     from huggingface_hub import DatasetCard
 
-    licenses = sorted({i["license"] for i in imports if i.get("license")})
+    licenses = {i.get("license") for i in imports}
+    known = next(iter(licenses)) if len(licenses) == 1 else None  # one source license, stated by every import
     total = sum(len(split) for split in ds.values())
     metadata = {
         "pretty_name": pretty_name,
-        "license": license or (licenses[0] if len(licenses) == 1 else "other"),
+        "license": license or known or "other",
         "task_categories": ["image-classification", "object-detection"],
         "tags": TAGS,
         "size_categories": _size_category(total),

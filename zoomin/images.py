@@ -36,16 +36,25 @@ def load_rgb(source: str | os.PathLike | Image.Image, max_pixels: int = DEFAULT_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = source if isinstance(source, Image.Image) else _open(Path(source))
-        w, h = image.size
-        if w * h > max_pixels:
-            raise ImageProblem(f"image has {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
         try:
-            image.load()
-            return _to_rgb(ImageOps.exif_transpose(image))
-        except Image.DecompressionBombError as e:  # a frame or tile past Pillow's limit
-            raise ImageProblem(f"image refused as a possible decompression bomb: {e}") from None
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
-            raise ImageProblem(f"image is truncated or corrupt: {e}") from None
+            return _decode(image, max_pixels)
+        except ImageProblem:
+            if image is not source:
+                image.close()  # a run meeting many bad files must not run out of file handles
+            raise
+
+
+def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
+    w, h = image.size
+    if w * h > max_pixels:
+        raise ImageProblem(f"image has {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
+    try:
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as e:  # a frame or tile past Pillow's limit
+        raise ImageProblem(f"image refused as a possible decompression bomb: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        raise ImageProblem(f"image is truncated or corrupt: {e}") from None
 
 
 def _open(path: Path) -> Image.Image:

@@ -108,12 +108,13 @@ class FolderWriter:
     def repair(self, item: str, record_id: str, reason: str) -> None:
         self.report.repaired.append({"item": item, "id": record_id, "reason": reason})
 
-    def place(self, item: str, name: str, *, path: Path | None = None, data: bytes | None = None
-              ) -> tuple[str, tuple[int, int]] | None:
+    def place(self, item: str, name: str, *, path: Path | None = None, data: bytes | None = None,
+              expect_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int]] | None:
         """Put one image at ``images/<split>/<name>`` from a file (``path``) or bytes (``data``).
 
         Returns its path relative to the folder and its upright ``(width, height)``, or None after
-        recording why the item is skipped (missing, undecodable, over ``max_pixels``, a name taken).
+        recording why the item is skipped (missing, undecodable, over ``max_pixels``, a name taken,
+        not the ``expect_size`` its annotations were made for).
         """
         relative = PurePosixPath("images", self.split, *_safe_parts(name))
         if str(relative) in self._images:
@@ -136,6 +137,10 @@ class FolderWriter:
         except ImageProblem as e:
             dest.unlink(missing_ok=True)
             self.skip(item, str(e).replace(str(dest), str(path) if path is not None else name))
+            return None
+        if expect_size is not None and tuple(expect_size) != size:
+            dest.unlink(missing_ok=True)
+            self.skip(item, f"annotated for {expect_size[0]}x{expect_size[1]} but the image is {size[0]}x{size[1]}")
             return None
         setattr(self.report, how, getattr(self.report, how) + 1)
         self._images.add(str(relative))
@@ -190,7 +195,7 @@ def composed_explanation(notes: list[str]) -> str:
 
 def record_id(*parts: str) -> str:
     """A stable id from the source's own identity: ``parts`` joined by '-', other characters as '_'."""
-    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", str(p)).strip("_") for p in parts)
+    return "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", str(p)).strip("_") for p in parts)
 
 
 def _safe_parts(name: str) -> list[str]:

@@ -8,7 +8,7 @@ default), ``norm1000`` (a 0-1000 grid) or ``norm1`` (0-1).
 
 Records: one box per ``bbox`` (scaled to pixels, clipped), its ref as the note, the last assistant
 message as the explanation with each ``<ref-object>`` written out and each ``<bbox>`` replaced by
-"Region i" (how the examine query cites regions). The label is the row's own ``label`` ("real" or
+"(Region i)" (how the examine query cites regions). The label is the row's own ``label`` ("real" or
 "fake") when it has one, else ``label`` given to the importer ("fake" by default: FakeXplained's
 boxed images are generated ones).
 """
@@ -162,6 +162,6 @@ def _written_out(messages: list[dict], answer: int, refs: list[str], region_of: 
             ref_at += 1
             return refs[ref_at - 1] if ref_at - 1 < len(refs) else ""
         box_at += 1
-        return f"Region {region_of[box_at - 1]}" if box_at - 1 in region_of else ""
+        return f" (Region {region_of[box_at - 1]})" if box_at - 1 in region_of else ""
 
     return re.sub(r"[ \t]{2,}", " ", PLACEHOLDER.sub(fill, messages[answer]["content"])).strip()

@@ -88,15 +88,12 @@ def _add(writer: FolderWriter, where: str, row: dict, split: str, seen: set[tupl
         return
     seen.add((generator, uid))
     rid = record_id("xaigd", split, generator, uid)
-    placed = writer.place(where, f"{generator}/{uid}{_suffix(image)}", data=image["bytes"])
+    declared = (row.get("width"), row.get("height"))
+    placed = writer.place(where, f"{generator}/{uid}{_suffix(image)}", data=image["bytes"],
+                          expect_size=declared if all(isinstance(v, int) for v in declared) else None)
     if placed is None:
         return
     path, size = placed
-    declared = (row.get("width"), row.get("height"))
-    if all(isinstance(v, int) for v in declared) and declared != size:
-        writer.skip(where, f"annotated for {declared[0]}x{declared[1]} but the image is {size[0]}x{size[1]}")
-        (writer.root / path).unlink(missing_ok=True)
-        return
     boxes, notes = [], []
     for i, label in enumerate(row.get("labels") or []):
         converted = polygon_box((label or {}).get("points"), size)
