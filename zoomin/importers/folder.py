@@ -84,7 +84,8 @@ class FolderWriter:
         self.report_path = self.root / f"{split}.import_report.json"
         self.report = ImportReport(dataset, str(source), split, str(self.records_path), link, license)
         self._ids: set[str] = set()
-        self._images: set[str] = set()
+        self._images: dict[str, str] = {}
+        """Relative path of every image placed -> the report counter it added to."""
         self._tmp = self.root / f".{split}.jsonl.partial"
         self._file = None
 
@@ -143,7 +144,7 @@ class FolderWriter:
             self.skip(item, f"annotated for {expect_size[0]}x{expect_size[1]} but the image is {size[0]}x{size[1]}")
             return None
         setattr(self.report, how, getattr(self.report, how) + 1)
-        self._images.add(str(relative))
+        self._images[str(relative)] = how
         return str(relative), size
 
     def add(self, item: str, record: dict) -> bool:
@@ -151,7 +152,8 @@ class FolderWriter:
         if record["id"] in self._ids:
             self.skip(item, f"duplicate id {record['id']!r}")
             (self.root / record["image"]).unlink(missing_ok=True)
-            self._images.discard(record["image"])
+            how = self._images.pop(record["image"])
+            setattr(self.report, how, getattr(self.report, how) - 1)
             return False
         self._ids.add(record["id"])
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
