@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in TRAINING:
         sub.add_parser(name, add_help=False, help=f"train (rl/{name}.py); `zoomin {name} --help` lists every option")
 
-    data = sub.add_parser("data", help="MagniFake data: validate or synthesise")
+    data = sub.add_parser("data", help="MagniFake data: validate, synthesise, import, publish")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     v = data_sub.add_parser("validate", help="report every bad record; exit 0 if all are good, 1 if not")
     v.add_argument("path", help="a .jsonl file or a folder saved by datasets.save_to_disk")
@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kinds", nargs="+", default=None, help="artifact kinds to plant (default: all)")
     s.add_argument("--strength", type=float, default=1.0, help="artifact intensity; 1 is the default look")
     s.set_defaults(run=_synth, command="data synth")
+    _import_parser(data_sub)
+    h = data_sub.add_parser("to-hf", help="a MagniFake folder as a `datasets` dataset with a dataset card")
+    h.add_argument("folder", metavar="DIR", help="a folder of <split>.jsonl files (e.g. from `zoomin data import`)")
+    h.add_argument("--out", required=True, metavar="HF_DIR", help="where to save it (DatasetDict.save_to_disk)")
+    h.add_argument("--name", help="the card's pretty name (default: the folder's name)")
+    h.add_argument("--license", help="the card's license (default: the imported source's, when there is one)")
+    h.add_argument("--push-to-hub", metavar="REPO", help="also upload it as this Hugging Face Hub dataset repo")
+    h.add_argument("--private", action="store_true", help="make the pushed repo private")
+    h.add_argument("--max-pixels", type=int, default=None, help="refuse images above this many pixels")
+    h.set_defaults(run=_to_hf, command="data to-hf")
 
     t = sub.add_parser("tiny", help="build a random-weight VLM of a real architecture locally")
     t.add_argument("--family", required=True, help="qwen2_5_vl | qwen2_vl | qwen3_vl")
@@ -114,6 +124,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _import_parser(data_sub) -> None:
+    """``zoomin data import DATASET SRC --out DIR``: one sub-command per public dataset."""
+    imp = data_sub.add_parser("import", help="convert a public grounded dataset into a MagniFake folder")
+    which = imp.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    sources = {
+        "synthscars": ("SynthScars (LEGION)", "the dataset root holding train/ and test/, or one split's folder",
+                       "train"),
+        "loki": ("LOKI, image part", "the LOKI repository root holding data_json/", "test"),
+        "xaigd": ("X-AIGD", "the Hub snapshot (data/<split>-*.parquet) or a parquet file", "labeled_train"),
+        "fakeclue": ("FakeClue (FakeVLM)", "the annotation JSON file (data_json/train.json or test.json)", "train"),
+        "swift": ("ms-swift grounding JSONL (FakeXplained-style)", "the .jsonl file", "train"),
+    }
+    for name, (title, src_help, split) in sources.items():
+        d = which.add_parser(name, help=f"import {title}")
+        d.add_argument("src", metavar="SRC", help=src_help)
+        d.add_argument("--out", required=True, metavar="DIR", help="the MagniFake folder to write into")
+        split_help = "the source split to import; names DIR/<split>.jsonl" if name in ("synthscars", "xaigd") \
+            else "names DIR/<split>.jsonl"
+        d.add_argument("--split", default=split, help=f"{split_help} (default: {split})")
+        d.add_argument("--link", action="store_true",
+                       help="hard-link images instead of copying them (copies where linking is impossible)")
+        d.add_argument("--max-pixels", type=int, default=None, help="skip images above this many pixels")
+        if name == "loki":
+            d.add_argument("--media-root", help="where media_data/ lies (default: SRC)")
+            d.add_argument("--all-images", action="store_true",
+                           help="also import true_or_false.json's images that have no regional annotation")
+        if name in ("fakeclue", "swift"):
+            d.add_argument("--images", help="the folder image paths are relative to (default: next to SRC)")
+        if name == "swift":
+            d.add_argument("--label", choices=("fake", "real"), default="fake",
+                           help="label of rows without their own 'label' (default: fake)")
+        d.set_defaults(run=_import, command=f"data import {name}")
+
+
 def _training_main(name: str) -> Callable[[list[str]], object]:
     """The ``main`` of a training subcommand, imported only when it runs (each pulls in TRL)."""
     if name == "warmup":
@@ -158,6 +202,39 @@ def _synth(args: argparse.Namespace) -> int:
                          strength=args.strength)
     print(f"wrote MagniFake-mini to {args.out}: {summary}")
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from zoomin.images import DEFAULT_MAX_PIXELS
+    from zoomin.importers import IMPORTERS
+
+    _need(args.src)
+    options = {key: getattr(args, key) for key in ("media_root", "all_images", "images", "label")
+               if getattr(args, key, None) is not None}
+    report = IMPORTERS[args.dataset](args.src, args.out, split=args.split, link=args.link,
+                                     max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, **options)
+    print(report.summary())
+    print(f"wrote {report.records} and {Path(report.records).with_suffix('.import_report.json')}")
+    if not report.n_records:
+        raise UsageError(f"nothing imported from {args.src}; the import report lists why")
+    return 0
+
+
+def _to_hf(args: argparse.Namespace) -> int:
+    from zoomin.hf_dataset import folder_to_hf, push_to_hub
+    from zoomin.images import DEFAULT_MAX_PIXELS
+
+    _need(args.folder)
+    reports = folder_to_hf(args.folder, args.out, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                           pretty_name=args.name, license=args.license)
+    for report in reports.values():
+        for finding in report.errors:
+            print(f"left out: {finding}", file=sys.stderr)
+        print(report.summary())
+    print(f"wrote {args.out} (splits {', '.join(reports)}) with its dataset card README.md")
+    if args.push_to_hub:
+        print(f"pushed: {push_to_hub(args.out, args.push_to_hub, private=args.private)}")
+    return 1 if any(r.errors for r in reports.values()) else 0
 
 
 def _tiny(args: argparse.Namespace) -> int:
@@ -231,6 +308,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError(f"no usable records in {args.data} ({report.summary()})")
     detector = ZoomInDetector.from_pretrained(args.checkpoint, device=args.device)
     result = evaluate(detector, records, batch_size=args.batch_size, robustness=args.robustness)
+    for skipped in result["skipped"]:
+        print(f"skipped in {skipped['condition']}: {skipped['id']}: {skipped['reason']}", file=sys.stderr)
     result = {"checkpoint": str(args.checkpoint), "data": report.summary(), **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -35,6 +35,7 @@ from rl.distributed import end_distributed, prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import record_recipe
 from zoomin.data import Record, load_records
+from zoomin.images import ImageProblem
 from zoomin.protocol import CropPolicy
 from zoomin.zoom import crop_window, zoom
 
@@ -90,6 +91,10 @@ class ArtifactMaps(torch.utils.data.Dataset):
     One view per record is the whole image; with a crop policy, one more per annotated box is its
     zoomed crop (at most ``max_crops`` per record, as query 2 shows them), whose targets are the
     boxes' coverage inside the crop window and the image's label.
+
+    A record whose image stopped decoding after validation does not end the run: the next view whose
+    image decodes is served in its place, with its own targets (never one record's label on another's
+    pixels), and a warning names the record once. ``unreadable`` lists the records skipped so.
     """
 
     def __init__(self, records: list[Record], image_processor: BaseImageProcessor, crops: CropPolicy | None = None):
@@ -100,6 +105,7 @@ class ArtifactMaps(torch.utils.data.Dataset):
             self.views.append((i, None))
             if crops is not None:
                 self.views += [(i, crop_window(b, record.image_size, crops)) for b in record.boxes[: crops.max_crops]]
+        self.unreadable: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.views)
@@ -108,8 +114,19 @@ class ArtifactMaps(torch.utils.data.Dataset):
         return self.views[index][1] is not None
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record_index, window = self.views[index]
-        record = self.records[record_index]
+        for step in range(len(self.views)):
+            record_index, window = self.views[(index + step) % len(self.views)]
+            if record_index in self.unreadable:
+                continue
+            try:
+                return self._item(self.records[record_index], window)
+            except ImageProblem as e:
+                self.unreadable[record_index] = str(e)
+                logger.warning("warm-up: the image of record %s no longer decodes (%s); the next readable "
+                               "view takes its place", self.records[record_index].id, e)
+        raise ImageProblem(f"none of the {len(self.records)} records' images decodes any more")
+
+    def _item(self, record: Record, window: list[int] | None) -> dict[str, torch.Tensor]:
         image, boxes, size = record.load_image(), record.boxes, record.image_size
         if window is not None:
             image = zoom(image, window, self.crops)

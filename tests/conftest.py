@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,3 +23,25 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return built[family, size]
 
     return get
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_bomb_png(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
+    """A real PNG header claiming ``width`` x ``height`` RGB pixels, with a tiny IDAT.
+
+    Pillow reads the size from IHDR inside ``Image.open`` and refuses it there when it exceeds
+    twice ``Image.MAX_IMAGE_PIXELS`` (``DecompressionBombError``); it warns between once and twice.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + _chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb_png() -> Callable[..., Path]:
+    """``bomb_png(path, width=40_000, height=40_000)`` writes a PNG whose header claims that many pixels."""
+    return write_bomb_png

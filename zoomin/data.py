@@ -1,16 +1,20 @@
-"""MagniFake records: the schema, loading from JSONL or a `datasets` dataset, and validation.
+"""MagniFake records: the schema, loading from JSONL, a JSON array or a `datasets` dataset, and validation.
 
-One record per line: ``id``, ``image`` (path relative to the dataset root, or an image), ``label``
+One record per line (``.jsonl``; a ``.json`` file holding one array of records is read too): ``id``, ``image`` (path relative to the dataset root, or an image), ``label``
 ("real"|"fake"), ``boxes`` (``[x1, y1, x2, y2]`` pixels of the upright original image, may be
 empty), ``explanation``; optional ``generator``, ``source``, ``region_notes`` (one note per box).
 
 Validation reports *every* bad record with where it is and why, and loading either skips bad
 records (writing the report) or stops on the first one under ``strict``; nothing is dropped
 silently. A long training run must never die on record 19,873 of 20,000.
+
+Text files may start with a byte-order mark (UTF-8, or UTF-16 as some public datasets ship): it
+is read as such, never as part of the first record.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -56,7 +60,7 @@ class Finding:
     """One problem with one record."""
 
     where: str
-    """``file:line`` for JSONL, ``row N`` for a datasets dataset."""
+    """``file:line`` for JSONL, ``file[N]`` (0-based) for a JSON array, ``row N`` for a datasets dataset."""
     id: str | None
     reason: str
     severity: Literal["error", "warning"] = "error"
@@ -107,8 +111,9 @@ def load_records(
 ) -> tuple[list[Record], Report]:
     """Load and validate MagniFake records, returning the good ones and the report.
 
-    ``source`` is a ``.jsonl`` file (image paths relative to ``root``, by default the file's
-    folder), a folder written by ``datasets.Dataset.save_to_disk``, or a ``datasets.Dataset``.
+    ``source`` is a ``.jsonl`` file or a ``.json`` file holding an array of records (image paths
+    relative to ``root``, by default the file's folder), a folder written by
+    ``datasets.Dataset.save_to_disk``, or a ``datasets.Dataset``.
     Bad records are skipped and listed in the report (also written to ``report_path``); with
     ``strict`` the first bad record raises :class:`DataError` instead.
     """
@@ -139,6 +144,10 @@ def _rows(source: Any) -> tuple[Iterator[tuple[str, Any]], str, Path]:
         if path.is_dir():
             import datasets
 
+            if (path / "dataset_dict.json").exists():
+                splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+                raise FileNotFoundError(f"{path} holds the splits {', '.join(splits)}; pass one split's folder, "
+                                        f"e.g. {path / (splits[0] if splits else 'train')}")
             if not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
                 raise FileNotFoundError(
                     f"{path} is a folder but not a saved `datasets` dataset; pass the .jsonl file instead"
@@ -146,14 +155,51 @@ def _rows(source: Any) -> tuple[Iterator[tuple[str, Any]], str, Path]:
             return _dataset_rows(datasets.load_from_disk(str(path))), str(path), path
         if not path.is_file():
             raise FileNotFoundError(f"MagniFake data not found: {path}")
+        if path.suffix.lower() == ".json" and _first_char(path) == "[":
+            return _array_rows(path), str(path), path.parent
         return _jsonl_rows(path), str(path), path.parent
     if hasattr(source, "features") and hasattr(source, "__iter__"):
         return _dataset_rows(source), "dataset", Path.cwd()
     raise TypeError(f"cannot read MagniFake records from {type(source).__name__}")
 
 
+def text_encoding(path: str | os.PathLike) -> str:
+    """The codec to read a JSON text file with, from its byte-order mark: UTF-16 when it starts with
+    one, UTF-8 otherwise (``utf-8-sig`` drops a UTF-8 mark and reads unmarked UTF-8 unchanged)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A whole JSON file, whatever its byte-order mark; a parse error raises :class:`DataError`
+    naming the file, line and column."""
+    with open(path, encoding=text_encoding(path), errors="replace") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def _first_char(path: Path) -> str:
+    with path.open("r", encoding=text_encoding(path), errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return line.lstrip()[0]
+    return ""
+
+
+def _array_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise DataError(f"{path} must hold one JSON array of records, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        yield f"{path.name}[{i}]", row
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open("r", encoding="utf-8", errors="replace") as f:
+    with path.open("r", encoding=text_encoding(path), errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -9,6 +9,10 @@ The clean pass also runs the paper's random-crop ablation: after the same query-
 is shown crops of the same sizes as the located boxes at random places instead of the located ones
 (``random_crop_accuracy``). Next to ``preliminary_accuracy`` (query 1 alone) and ``accuracy`` (both
 queries), it says whether the crops, and the located crops in particular, carry the verdict.
+
+A record whose image no longer decodes (records are validated when loaded; files can change after)
+is left out of that condition's metrics and listed under ``skipped`` with its reason, so one bad
+file never costs the evaluation of all the others.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm import tqdm
 from zoomin.boxes import Box
 from zoomin.data import Record
 from zoomin.detector import ZoomInDetector
+from zoomin.images import ImageProblem
 from zoomin.metrics import compute_metrics, verdict_metrics
 
 JPEG_QUALITY = 50
@@ -65,46 +70,55 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Run the detector over ``records`` and return ``{"metrics": {condition: {...}}, "predictions": [...]}``.
+    """Run the detector over ``records`` and return ``{"metrics": {condition: {...}}, "predictions": [...],
+    "skipped": [...]}``.
 
-    ``predictions`` holds the clean pass per record (id, label and the detection without images).
-    With ``random_crops`` the clean metrics add ``random_crop_accuracy`` (one more query-2 pass, with
-    crops placed by ``seed``; see the module docstring).
+    ``predictions`` holds the clean pass per record (id, label and the detection without images);
+    ``skipped`` one ``{"id", "condition", "reason"}`` per record left out of a condition because its
+    image did not decode. With ``random_crops`` the clean metrics add ``random_crop_accuracy`` (one
+    more query-2 pass, with crops placed by ``seed``; see the module docstring).
     """
     if not records:
         raise ValueError("no records to evaluate")
     conditions: dict[str, Callable[[Image.Image], Image.Image] | None] = {"clean": None}
     if robustness:
         conditions.update(CONDITIONS)
-    labels = [r.label for r in records]
-    references = [r.explanation for r in records]
     rng = np.random.default_rng(seed)
-    metrics, predictions = {}, []
+    metrics, predictions, skipped = {}, [], []
     with tqdm(total=len(records) * len(conditions), desc="eval", unit="img", disable=not progress) as bar:
         for name, perturb in conditions.items():
-            detections, annotated, ablated = [], [], []
+            detections, annotated, kept, ablated = [], [], [], []
             for start in range(0, len(records), batch_size):
                 chunk = records[start : start + batch_size]
                 images = []
                 for record in chunk:
-                    original = record.load_image()
+                    try:
+                        original = record.load_image()
+                    except ImageProblem as e:
+                        skipped.append({"id": record.id, "condition": name, "reason": str(e)})
+                        continue
                     image = perturb(original) if perturb else original
                     sx, sy = image.width / original.width, image.height / original.height
                     annotated.append([[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in record.boxes])
                     images.append(image)
-                located = detector.locate_only(images, batch_size=batch_size)
-                detections += detector.examine(images, located)
-                if random_crops and name == "clean":
-                    regions = [random_regions(loc.boxes, image.size, rng) for loc, image in zip(located, images)]
-                    ablated += detector.examine(images, located, regions)
+                    kept.append(record)
+                if images:
+                    located = detector.locate_only(images, batch_size=batch_size)
+                    detections += detector.examine(images, located)
+                    if random_crops and name == "clean":
+                        regions = [random_regions(loc.boxes, im.size, rng) for loc, im in zip(located, images)]
+                        ablated += detector.examine(images, located, regions)
                 bar.update(len(chunk))
-            metrics[name] = compute_metrics(detections, labels, annotated, references)
+            if not kept:
+                raise ValueError(f"no record's image could be decoded ({skipped[-1]['reason']})")
+            labels = [r.label for r in kept]
+            metrics[name] = compute_metrics(detections, labels, annotated, [r.explanation for r in kept])
             if ablated:
                 metrics[name]["random_crop_accuracy"] = verdict_metrics(
                     labels, [d.verdict for d in ablated], [d.score for d in ablated])["accuracy"]
             if name == "clean":
-                predictions = [{"id": r.id, "label": r.label, **d.to_dict()} for r, d in zip(records, detections)]
-    return {"metrics": metrics, "predictions": predictions}
+                predictions = [{"id": r.id, "label": r.label, **d.to_dict()} for r, d in zip(kept, detections)]
+    return {"metrics": metrics, "predictions": predictions, "skipped": skipped}
 
 
 def random_regions(boxes: Sequence[Box], image_size: tuple[int, int], rng: np.random.Generator) -> list[Box]:

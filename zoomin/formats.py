@@ -11,21 +11,29 @@ GRPO rows carry every column a reward needs (label, boxes in original pixels, re
 explanation, original size, coordinate frame, and for examine the regions shown and the windows
 cropped) so that no reward loads a processor or guesses a convention. Images are decoded lazily
 on access, so a 20k-record dataset does not sit decoded in memory.
+
+Records were validated when loaded, but a file can still change or vanish during a days-long run. An
+image that no longer decodes never ends the run and never pairs one record's label with another's
+pixels: SFT leaves the record out, and a GRPO row is replaced whole (prompt, label, boxes, images)
+by a spare record that decoded when the dataset was built, with a warning naming both.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from zoomin.codecs import encode_with_frame
 from zoomin.data import Record
-from zoomin.images import load_rgb
+from zoomin.images import ImageProblem, load_rgb
 from zoomin.protocol import ProtocolConfig
 from zoomin.zoom import region_columns, zoom, zoom_in
 
 GrpoStage = Literal["locate", "examine", "joint"]
 GRPO_STAGES: tuple[str, ...] = ("locate", "examine", "joint")
+
+logger = logging.getLogger(__name__)
 
 
 def locate_think(record: Record) -> str:
@@ -53,7 +61,11 @@ def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterato
     """Two examples per record (locate, examine) in TRL's prompt-completion form with images, so
     SFTTrainer puts the loss on the answer tokens only."""
     for record in records:
-        image = record.load_image()
+        try:
+            image = record.load_image()
+        except ImageProblem as e:
+            logger.warning("SFT: left out record %s, whose image no longer decodes: %s", record.id, e)
+            continue
         locate_answer = locate_target(record, protocol)
         yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
         query = zoom_in(image, record.boxes, protocol, locate_answer)
@@ -72,7 +84,7 @@ def grpo_dataset(
     ``examine`` rows show crops of ``crop_boxes[record.id]`` (original pixels, e.g. found by a
     frozen locator) or, by default, of the annotated boxes; the policy as crop source rewrites them
     at rollout time. ``locate`` and ``joint`` rows start from query 1. Images are attached lazily
-    by a dataset transform.
+    by a dataset transform, which swaps a row whose image stopped decoding for a spare row.
     """
     import datasets
 
@@ -81,7 +93,18 @@ def grpo_dataset(
     rows = [grpo_row(r, stage, protocol, None if crop_boxes is None else crop_boxes.get(r.id, []))
             for r in records]
     ds = datasets.Dataset.from_list(rows)
-    return ds.with_transform(_ImageAttacher(protocol, stage))
+    return ds.with_transform(_ImageAttacher(protocol, stage, _spare_row(ds, records)))
+
+
+def _spare_row(ds, records: Sequence[Record]) -> dict[str, Any]:
+    """The stored row of the first record whose image decodes now (usually the first record)."""
+    for i, record in enumerate(records):
+        try:
+            record.load_image()
+        except ImageProblem:
+            continue
+        return ds[i]
+    raise ImageProblem("no record's image decodes any more; check the data with `zoomin data validate`")
 
 
 def grpo_row(
@@ -120,20 +143,42 @@ class _ImageAttacher:
     """Dataset transform adding the ``images`` column: the original, then one zoomed crop per
     ``crop_windows`` entry (examine rows only).
 
+    A row whose image no longer decodes is replaced in every column by ``spare`` (a stored row whose
+    image decoded when the dataset was built), so the batch keeps its size, the prompts of a GRPO
+    group stay identical and every reward column matches the pixels shown. Each bad record is
+    logged once per process; ``substituted`` counts the replacements by record id.
+
     A class rather than a closure so the dataset stays picklable for multi-process data loading.
     """
 
-    def __init__(self, protocol: ProtocolConfig, stage: GrpoStage):
+    def __init__(self, protocol: ProtocolConfig, stage: GrpoStage, spare: dict[str, Any]):
         self.protocol = protocol
         self.stage = stage
+        self.spare = spare
+        self.substituted: dict[str, int] = {}
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        batch = {key: list(values) for key, values in batch.items()}
         images = []
-        n = len(batch["image_path"])
-        for path, inline, windows in zip(batch["image_path"], batch["image_inline"], batch.get("crop_windows", [()] * n)):
-            image = load_rgb(path or inline)
-            images.append([image, *(zoom(image, w, self.protocol.crop) for w in windows)])
+        for i in range(len(batch["image_path"])):
+            try:
+                images.append(self._images({key: values[i] for key, values in batch.items()}))
+            except ImageProblem as e:
+                self._report(batch["id"][i], e)
+                for key in batch:
+                    batch[key][i] = self.spare[key]
+                images.append(self._images(self.spare))
         return {**batch, "images": images}
+
+    def _images(self, row: dict[str, Any]) -> list:
+        image = load_rgb(row["image_path"] or row["image_inline"])
+        return [image, *(zoom(image, w, self.protocol.crop) for w in row.get("crop_windows") or ())]
+
+    def _report(self, record_id: str, problem: ImageProblem) -> None:
+        if record_id not in self.substituted:
+            logger.warning("GRPO row of record %s: its image no longer decodes (%s); record %s takes its "
+                           "place (prompt, label, boxes and images)", record_id, problem, self.spare["id"])
+        self.substituted[record_id] = self.substituted.get(record_id, 0) + 1
 
 
 def _assistant(text: str) -> dict:

@@ -4,11 +4,20 @@ Datasets scraped from the web hold CMYK JPEGs, palette PNGs with transparency, 1
 grayscale scans, phone photos with an EXIF rotation, truncated downloads and decompression bombs.
 Every path into a model goes through :func:`load_rgb`, so training, evaluation and detection see the
 same pixels, and a bad file raises :class:`ImageProblem` with a reason a person can act on.
+
+Decompression bombs meet two limits. Ours (``max_pixels``) is checked on the header's size before
+any pixel is decoded. Pillow's own refuses a header above twice ``PIL.Image.MAX_IMAGE_PIXELS``
+(about 179 M pixels) already inside ``Image.open`` by raising ``DecompressionBombError``, which is
+not an ``OSError``; it becomes an :class:`ImageProblem` like any other bad file. Between once and twice
+that number Pillow only warns; the warning is silenced here because ``max_pixels`` is the limit that
+decides (a caller raising it above Pillow's error limit must raise ``PIL.Image.MAX_IMAGE_PIXELS`` too).
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,27 +33,42 @@ class ImageProblem(ValueError):
 
 def load_rgb(source: str | os.PathLike | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open ``source`` (a path or a PIL image) as upright 8-bit RGB, or raise :class:`ImageProblem`."""
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageProblem(f"image file not found: {path}")
-        if path.stat().st_size == 0:
-            raise ImageProblem(f"image file is empty (0 bytes): {path}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = source if isinstance(source, Image.Image) else _open(Path(source))
         try:
-            image = Image.open(path)
-        except (UnidentifiedImageError, OSError) as e:
-            raise ImageProblem(f"image cannot be decoded: {path} ({e})") from None
+            return _decode(image, max_pixels)
+        except ImageProblem:
+            if image is not source:
+                image.close()  # a run meeting many bad files must not run out of file handles
+            raise
+
+
+def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
     w, h = image.size
     if w * h > max_pixels:
         raise ImageProblem(f"image has {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as e:  # a frame or tile past Pillow's limit
+        raise ImageProblem(f"image refused as a possible decompression bomb: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         raise ImageProblem(f"image is truncated or corrupt: {e}") from None
-    return _to_rgb(image)
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` (header only), with every way it refuses a file turned into :class:`ImageProblem`."""
+    if not path.is_file():
+        raise ImageProblem(f"image file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ImageProblem(f"image file is empty (0 bytes): {path}")
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ImageProblem(f"image refused as a possible decompression bomb: {path} ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, TypeError) as e:
+        raise ImageProblem(f"image cannot be decoded: {path} ({e})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
