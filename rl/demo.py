@@ -86,7 +86,9 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         out / "grpo_examine", out / "checkpoint", metrics=results["sft+grpo"], datasets=["MagniFake-mini"],
         overwrite=True))
     stages.run("detect on test images (pictures in detect/)", lambda: _detect(checkpoint, test_records[:6], out))
-    table = _comparison(results, out, {stage: _reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")})
+    trends = {stage: _reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")}
+    (out / "reward_trends.json").write_text(json.dumps(trends, indent=2))
+    table = _comparison(results, out, trends)
     stages.run("summary", lambda: print(table))
     print(f"\nEverything is under {out}/ (checkpoint/, metrics.json, summary.md, detect/, */curves.png)")
     return 0
