@@ -76,8 +76,11 @@ class ChatServer:
     """``with ChatServer(script) as server: server.url`` is a live ``/v1`` base URL."""
 
     def __init__(self, script: Callable[[Call, int], Reply], latency: float = 0.0, models: tuple = ("m",),
-                 structured: bool = True, prompt_tokens: int = 100, completion_tokens: int = 10) -> None:
+                 structured: bool = True, prompt_tokens: int = 100, completion_tokens: int = 10,
+                 api_key: str | None = None) -> None:
         self.script = script
+        self.api_key = api_key
+        """When set, requests without ``Authorization: Bearer <api_key>`` get 401, as from a hosted API."""
         self.latency = latency
         self.models = list(models)
         self.structured = structured
@@ -161,7 +164,15 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args) -> None:
             pass
 
+        def _refused(self) -> bool:
+            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                self._send(401, {}, _error("invalid API key", 401))
+                return True
+            return False
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self.path.rstrip("/").endswith("/models"):
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in server.models]
                 self._send(200, {}, {"object": "list", "data": data})
@@ -170,6 +181,8 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self._refused():
+                return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {}, _error("not found", 404))
                 return

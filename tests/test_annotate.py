@@ -377,6 +377,18 @@ def test_failed_records_are_retried_only_when_asked(tmp_path):
     assert set(data) == {"good-0", "broken-0"} and set(rejected) == {"disagree-0"}
 
 
+def test_limit_takes_the_next_records_and_changed_settings_are_pointed_out(tmp_path, capsys):
+    src, rows = _source(tmp_path, ["good"], sizes=[(64, 48), (70, 50), (80, 60)])
+    out = tmp_path / "out"
+    with ChatServer(ForensicScript()) as server:
+        assert annotate(src, out, _settings(server), limit=2, progress=False).counts["done"] == 2
+        assert "other settings" not in capsys.readouterr().err
+        rest = annotate(src, out, _settings(server, min_iou=0.4), limit=2, progress=False)
+    assert rest.counts["done"] == 1 and rest.counts["skipped"] == 2
+    assert "was written with other settings (min_iou: 0.5 -> 0.4)" in capsys.readouterr().err
+    _check_exactly_once(out, rows)
+
+
 def test_a_folder_with_foreign_lines_is_refused(tmp_path):
     (tmp_path / "data.jsonl").write_text('{"id": "a"}\nnot json\n')
     with pytest.raises(OutputError, match=r"data.jsonl:2 is not a record"):
@@ -426,7 +438,12 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
             assert main(argv) == 2
             err = capsys.readouterr().err.strip()
             assert "Traceback" not in err and len(err.splitlines()) == 1 and fragment in err, err
-    # the server is gone now: nothing listens on its port
+    with ChatServer(ForensicScript(), api_key="right") as server:
+        monkeypatch.setenv("ZOOMIN_TEST_KEY", "wrong")
+        assert main(_cli(src, tmp_path / "o", server.url, "--api-key-env", "ZOOMIN_TEST_KEY")) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "refused the API key from $ZOOMIN_TEST_KEY" in err and "wrong" not in err
+    # the first server is gone now: nothing listens on its port
     assert main(_cli(src, tmp_path / "o", url)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot be reached" in err
@@ -464,3 +481,20 @@ def test_sigkill_at_several_moments_then_rerun_loses_and_repeats_nothing(tmp_pat
     assert final.returncode == 0, final.stderr
     data, rejected = _check_exactly_once(out, rows)
     assert len(data) == 3 * 5 and load_records(out / "data.jsonl")[1].n_good == 15
+
+
+@pytest.mark.slow
+def test_an_annotated_folder_validates_and_trains(tmp_path, tiny_vlm):
+    """docs/data.md's path: a folder of real/ and fake/ images -> annotate -> validate -> sft."""
+    for i in range(6):
+        make_image(tmp_path / "photos" / ("fake/sdxl" if i % 2 else "real") / f"{i}.png", "good", i, (120 + 8 * i, 90))
+    with ChatServer(ForensicScript()) as server:
+        # a long timeout: the first images wait for transformers to import, which holds up this process's server
+        assert main(_cli(tmp_path / "photos", tmp_path / "data", server.url, "--source", "mine", "--timeout", "60")) == 0
+    records, report = load_records(tmp_path / "data" / "data.jsonl")
+    assert report.n_good == 6 and {r.generator for r in records} == {None, "sdxl"}
+    assert main(["data", "validate", str(tmp_path / "data" / "data.jsonl")]) == 0
+    assert main(["sft", "--config", str(REPO / "recipes/tiny/sft.yaml"), "--model_name_or_path", str(tiny_vlm()),
+                 "--train_data", str(tmp_path / "data" / "data.jsonl"), "--output_dir", str(tmp_path / "sft"),
+                 "--max_steps", "1", "--freeze_vision", "false", "--save_strategy", "no", "--report_to", "none"]) == 0
+    assert (tmp_path / "sft" / "zoomin.json").exists()

@@ -32,7 +32,7 @@ from zoomin.annotate.prompts import (
     parse_explanation,
     parse_grounding,
 )
-from zoomin.annotate.sources import PROCESSOR_DEFAULTS, Item, prepare_image, read_source
+from zoomin.annotate.sources import PROCESSOR_DEFAULTS, Item, kept_size, prepare_image, read_source
 from zoomin.codecs import BoxCodec
 from zoomin.images import DEFAULT_MAX_PIXELS, ImageProblem
 
@@ -142,6 +142,8 @@ def annotate(
         todo = todo[:limit] if limit is not None else todo
         summary = Summary()
         summary.counts["skipped"] = sum(item.id in done for item in items)
+        if todo:  # import the processor's resize now, not while the first requests' timeouts run
+            kept_size((64, 64), settings.codec)
         start = time.perf_counter()
         asyncio.run(_run(todo, output, settings, summary, progress))
         summary.seconds = time.perf_counter() - start
