@@ -194,7 +194,7 @@ def _annotate_parser(data_sub) -> None:
     a.add_argument("--max-retries", type=_non_negative_int, default=4,
                    help="retries per request on 408/409/429/5xx, timeouts and connection errors")
     a.add_argument("--concurrency", type=_positive_int, default=8, help="records in flight at once")
-    a.add_argument("--record-timeout", type=_positive_float, default=900.0,
+    a.add_argument("--record-timeout", type=_positive_float, default=1800.0,
                    help="seconds one record may take in all, retries included")
     a.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of every request")
     a.add_argument("--max-tokens", type=_positive_int, default=1024, help="answer budget per request")

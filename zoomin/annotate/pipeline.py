@@ -63,8 +63,9 @@ class Settings:
     """Seconds per request (the client's timeout)."""
     max_retries: int = 4
     concurrency: int = 8
-    record_timeout: float = 900.0
-    """Seconds one record may take in all, retries included."""
+    record_timeout: float = 1800.0
+    """Seconds one record may take in all, retries included (two rounds of requests, each with up to
+    ``max_retries`` retries of ``timeout`` seconds and the client's backoff)."""
     temperature: float = 0.7
     """Sampling temperature of every request: the two explanations and the two groundings must be
     independent samples for their agreement to mean anything."""

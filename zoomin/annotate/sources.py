@@ -18,7 +18,7 @@ import base64
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,8 @@ def read_source(src: str | os.PathLike, source_name: str | None = None) -> list[
     else:
         raise SourceError(f"no such file or folder: {path}")
     if source_name is not None:
-        items = [it if it.source else _replace(it, source=source_name) for it in items]
+        items = [it if it.source else replace(it, source=source_name) for it in items]
     return items
-
-
-def _replace(item: Item, **changes: Any) -> Item:
-    return Item(**{**item.__dict__, **changes})
 
 
 def _folder_items(root: Path) -> list[Item]:
