@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in TRAINING:
         sub.add_parser(name, add_help=False, help=f"train (rl/{name}.py); `zoomin {name} --help` lists every option")
 
-    data = sub.add_parser("data", help="MagniFake data: validate, synthesise, import, publish")
+    data = sub.add_parser("data", help="MagniFake data: validate, synthesise, import, annotate, publish")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     v = data_sub.add_parser("validate", help="report every bad record; exit 0 if all are good, 1 if not")
     v.add_argument("path", help="a .jsonl file or a folder saved by datasets.save_to_disk")
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--private", action="store_true", help="make the pushed repo private")
     h.add_argument("--max-pixels", type=int, default=None, help="refuse images above this many pixels")
     h.set_defaults(run=_to_hf, command="data to-hf")
+    _annotate_parser(data_sub)
 
     t = sub.add_parser("tiny", help="build a random-weight VLM of a real architecture locally")
     t.add_argument("--family", required=True, help="qwen2_5_vl | qwen2_vl | qwen3_vl")
@@ -237,6 +239,94 @@ def _to_hf(args: argparse.Namespace) -> int:
     return 1 if any(r.errors for r in reports.values()) else 0
 
 
+def _annotate_parser(data_sub) -> None:
+    a = data_sub.add_parser(
+        "annotate", help="explain and ground labelled images with VLM endpoints into MagniFake records",
+        description="The paper's annotation pipeline against OpenAI-compatible chat-completions endpoints: "
+        "explain each image twice from its known label, ground every cue twice, keep consistent annotations. "
+        "Rerun the same command to continue an interrupted run. Exit 0 when done, 1 when some records "
+        "failed on endpoint errors (retry them with --retry-failed), 2 on a usage error.")
+    a.add_argument("src", help="a .jsonl or .json of records with id, image, label; or a folder with real/ and fake/")
+    a.add_argument("--out", required=True, help="output folder: data.jsonl, rejected.jsonl, run.json, images/")
+    for flag, var, what in (
+        ("--explainer-url", "ZOOMIN_EXPLAINER_URL", "base URL of the explainer's API, e.g. http://127.0.0.1:8000/v1"),
+        ("--explainer-model", "ZOOMIN_EXPLAINER_MODEL", "the explainer's model name"),
+        ("--second-explainer-url", "ZOOMIN_SECOND_EXPLAINER_URL", "a second explainer's URL (default: the explainer's)"),
+        ("--second-explainer-model", "ZOOMIN_SECOND_EXPLAINER_MODEL",
+         "a second explainer model (default: the explainer is sampled twice)"),
+        ("--grounder-url", "ZOOMIN_GROUNDER_URL", "the grounder's URL (default: the explainer's)"),
+        ("--grounder-model", "ZOOMIN_GROUNDER_MODEL", "the grounder's model name (default: the explainer's)"),
+    ):
+        a.add_argument(flag, default=os.environ.get(var) or None, help=f"{what}; default from ${var}")
+    a.add_argument("--grounder-family", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"],
+                   help="box convention of the grounder: qwen2_5_vl pixels of the image as sent, others a 0-1000 grid")
+    a.add_argument("--grounder-min-pixels", type=_positive_int, default=None,
+                   help="the grounder processor's min_pixels (default: the family's released processor)")
+    a.add_argument("--grounder-max-pixels", type=_positive_int, default=None,
+                   help="the grounder processor's max_pixels; must match the server's (default: the released one)")
+    a.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (a local server needs none)")
+    a.add_argument("--grounder-api-key-env", default=None,
+                   help="environment variable of the grounder's key, when it is another provider's")
+    a.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per request")
+    a.add_argument("--max-retries", type=_non_negative_int, default=4,
+                   help="retries per request on 408/409/429/5xx, timeouts and connection errors")
+    a.add_argument("--concurrency", type=_positive_int, default=8, help="records in flight at once")
+    a.add_argument("--record-timeout", type=_positive_float, default=1800.0,
+                   help="seconds one record may take in all, retries included")
+    a.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of every request")
+    a.add_argument("--max-tokens", type=_positive_int, default=1024, help="answer budget per request")
+    a.add_argument("--max-cues", type=_positive_int, default=6, help="cues asked for per explanation, at most")
+    a.add_argument("--min-iou", type=float, default=0.5,
+                   help="IoU above which boxes of the two grounding runs count as the same region")
+    a.add_argument("--max-box-fraction", type=float, default=0.5,
+                   help="boxes covering more than this share of the image are dropped")
+    a.add_argument("--no-structured-output", action="store_true",
+                   help="never send response_format (by default it is tried and dropped per role once refused)")
+    a.add_argument("--source", default=None, help="the 'source' field of records that carry none")
+    a.add_argument("--limit", type=_positive_int, default=None, help="annotate at most N pending records")
+    a.add_argument("--retry-failed", action="store_true",
+                   help="annotate again the records that failed on endpoint errors in earlier runs")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(run=_annotate, command="data annotate")
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from zoomin.annotate import Endpoint, Settings, annotate, grounder_codec
+    from zoomin.annotate.client import EndpointError
+
+    if not args.explainer_url or not args.explainer_model:
+        missing = "--explainer-url (or $ZOOMIN_EXPLAINER_URL)" if not args.explainer_url else (
+            "--explainer-model (or $ZOOMIN_EXPLAINER_MODEL)")
+        raise UsageError(f"{missing} is required")
+    explainer = Endpoint("explainer", args.explainer_url, args.explainer_model, args.api_key_env)
+    second = None
+    if args.second_explainer_url or args.second_explainer_model:
+        second = Endpoint("second explainer", args.second_explainer_url or args.explainer_url,
+                          args.second_explainer_model or args.explainer_model, args.api_key_env)
+    grounder = Endpoint("grounder", args.grounder_url or args.explainer_url, args.grounder_model or args.explainer_model,
+                        args.grounder_api_key_env or args.api_key_env)
+    settings = Settings(
+        explainer=explainer, second_explainer=second, grounder=grounder,
+        codec=grounder_codec(args.grounder_family, args.grounder_min_pixels, args.grounder_max_pixels),
+        timeout=args.timeout, max_retries=args.max_retries, concurrency=args.concurrency,
+        record_timeout=args.record_timeout, temperature=args.temperature, max_tokens=args.max_tokens,
+        max_cues=args.max_cues, min_iou=args.min_iou, max_box_fraction=args.max_box_fraction,
+        structured=not args.no_structured_output)
+    try:
+        summary = annotate(args.src, args.out, settings, source_name=args.source, limit=args.limit,
+                           retry_failed=args.retry_failed, progress=not args.no_progress)
+    except EndpointError as e:
+        raise UsageError(str(e)) from None
+    print(summary.line(Path(args.out)))
+    for role, used in summary.tokens.items():
+        print(f"  {role}: {used['requests']} answers, {used['prompt_tokens']} prompt + "
+              f"{used['completion_tokens']} completion tokens; structured output {summary.structured[role]}")
+    if summary.stages:
+        print("  rejections by stage: " + ", ".join(f"{k} {v}" for k, v in summary.stages.most_common()))
+    return 1 if summary.counts["failed"] else 0
+
+
 def _tiny(args: argparse.Namespace) -> int:
     from zoomin.tiny import build_tiny_vlm
 
@@ -343,6 +433,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 
