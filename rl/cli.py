@@ -112,11 +112,28 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--from", dest="source", required=True, help="a training output folder or one of its checkpoints")
     x.add_argument("--out", required=True, help="the checkpoint folder to write (atomically)")
     x.add_argument("--metrics", help="a `zoomin eval --out` JSON whose clean metrics go into the model card")
+    x.add_argument("--eval-dataset", metavar="NAME", help="name of the data --metrics ran on (default: the first "
+                   "--dataset, else MagniFake)")
+    x.add_argument("--eval-split", default="test", help="split of the data --metrics ran on (default: test)")
     x.add_argument("--dataset", action="append", default=[], help="dataset name for the model card (repeatable)")
+    x.add_argument("--examples", metavar="DATA", help="MagniFake evaluation data: a few of its images go into the "
+                   "checkpoint (examples/) with the exported model's evidence pictures (evidence/, in the card)")
+    x.add_argument("--n-examples", type=_positive_int, default=4, help="how many --examples images (default: 4)")
+    x.add_argument("--space", action="store_true", help="also write a Hugging Face Space of the checkpoint (space/)")
     x.add_argument("--license", default="apache-2.0", help="license for the model card metadata")
+    x.add_argument("--device", default="cpu", help="torch device for drawing the evidence pictures")
     x.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    x.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repo")
+    x.add_argument("--push-to-hub", metavar="REPO", help="also upload the checkpoint to this Hub model repo (and "
+                   "space/ to the Space of the same name)")
     x.set_defaults(run=_export, command="export")
+
+    a = sub.add_parser("app", help="serve a checkpoint in a browser page (Gradio; pip install 'zoomin-rl[app]')")
+    a.add_argument("--checkpoint", required=True, help="a ZoomIn checkpoint folder")
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    a.add_argument("--port", type=_positive_int, default=7860)
+    a.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    a.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse uploads above this many pixels")
+    a.set_defaults(run=_app, command="app")
 
     d = sub.add_parser("demo", help="run the pipeline on the embedded default (small VLM + MagniFake-mini)")
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
@@ -410,17 +427,50 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rl import export as rl_export
+    from rl.card import Evaluation
 
-    metrics = None
+    evaluation = examples = None
     if args.metrics:
         _need(args.metrics)
-        metrics = json.loads(Path(args.metrics).read_text())["metrics"]["clean"]
-    folder = rl_export.export(args.source, args.out, metrics=metrics, datasets=args.dataset, license=args.license,
-                              overwrite=args.overwrite)
+        name = args.eval_dataset or (args.dataset[0] if args.dataset else "MagniFake")
+        evaluation = Evaluation.from_eval_json(args.metrics, name, args.eval_split)
+    if args.examples:
+        from zoomin.data import load_records
+
+        _need(args.examples)
+        records, report = load_records(args.examples)
+        if not records:
+            raise UsageError(f"no usable records in {args.examples} ({report.summary()})")
+        examples = rl_export.pick_examples(records, args.n_examples)
+    if args.space:
+        _need_gradio("export --space")
+    folder = rl_export.export(args.source, args.out, evaluation=evaluation, datasets=args.dataset,
+                              license=args.license, examples=examples or (), space=args.space,
+                              model_id=args.push_to_hub, device=args.device, overwrite=args.overwrite)
     print(f"wrote ZoomIn checkpoint {folder}")
     if args.push_to_hub:
-        print(f"pushed: {rl_export.push_to_hub(folder, args.push_to_hub)}")
+        for kind, url in rl_export.push_to_hub(folder, args.push_to_hub).items():
+            print(f"pushed the {kind}: {url}")
     return 0
+
+
+def _app(args: argparse.Namespace) -> int:
+    _need(args.checkpoint)
+    _need_gradio("app")
+    from zoomin.app import ZoomInApp
+
+    app = ZoomInApp.from_checkpoint(args.checkpoint, device=args.device)
+    if args.max_pixels:
+        app.detector.max_pixels = args.max_pixels
+    app.launch(host=args.host, port=args.port)
+    return 0
+
+
+def _need_gradio(command: str) -> None:
+    from importlib.util import find_spec
+
+    if find_spec("gradio") is None:
+        raise UsageError(f"zoomin {command} needs Gradio: pip install 'zoomin-rl[app]'")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 from rl import grpo, sft, warmup
-from rl.export import export
+from rl.card import Evaluation
+from rl.export import export, pick_examples
 from zoomin.data import load_records
 from zoomin.detector import ZoomInDetector
 from zoomin.evaluate import evaluate, format_table
@@ -82,8 +84,9 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
             ZoomInDetector.from_pretrained(run_dir), test_records, seed=seed))["metrics"]["clean"]
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    checkpoint = stages.run("export the two-stage checkpoint", lambda: export(
-        out / "grpo_examine", out / "checkpoint", metrics=results["sft+grpo"], datasets=["MagniFake-mini"],
+    checkpoint = stages.run("export the two-stage checkpoint (with its evidence pictures and a Space)", lambda: export(
+        out / "grpo_examine", out / "checkpoint", evaluation=Evaluation("MagniFake-mini", "test", results["sft+grpo"]),
+        datasets=["MagniFake-mini"], examples=pick_examples(test_records, 4), space=find_spec("gradio") is not None,
         overwrite=True))
     stages.run("detect on test images (pictures in detect/)", lambda: _detect(checkpoint, test_records[:6], out))
     trends = {stage: _reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")}
@@ -91,6 +94,7 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
     table = _comparison(results, out, trends)
     stages.run("summary", lambda: print(table))
     print(f"\nEverything is under {out}/ (checkpoint/, metrics.json, summary.md, detect/, */curves.png)")
+    print(f"Try the checkpoint in a browser: zoomin app --checkpoint {checkpoint}")
     return 0
 
 

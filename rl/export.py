@@ -1,23 +1,31 @@
 """``zoomin export``: a training run -> the two-stage ZoomIn checkpoint people download.
 
 The result is a plain transformers folder (merged weights as safetensors, config, processor) plus
-``zoomin.json``, the recipe that produced it and a model card with the metrics of ``zoomin eval``.
-It is written atomically (:func:`zoomin.checkpoint.write_checkpoint_atomically`).
+``zoomin.json`` (protocol and lineage), the recipe that produced it, a model card
+(:mod:`rl.card`) with the scores of ``zoomin eval``, example images (``examples/``) with the
+evidence pictures the exported model draws on them (``evidence/``), and optionally a Space of it
+(``space/``, :mod:`rl.space`). It is written atomically
+(:func:`zoomin.checkpoint.write_checkpoint_atomically`): the evidence is drawn inside the temporary
+folder, so a checkpoint whose model fails on its own examples is never published.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
+from rl.card import Evaluation, Evidence, model_card
 from zoomin.checkpoint import CheckpointInfo, write_checkpoint_atomically
+from zoomin.data import Record
 
 ADAPTER_FILE = "adapter_config.json"
 CARRIED = ("recipe.yaml", "command.txt", "curves.png")
 """Files of the training run copied into the checkpoint, when present."""
+EXAMPLES, EVIDENCE = "examples", "evidence"
 
 
 def load_merged(run_dir: Path) -> PreTrainedModel:
@@ -31,74 +39,102 @@ def load_merged(run_dir: Path) -> PreTrainedModel:
     return PeftModel.from_pretrained(base, run_dir).merge_and_unload()
 
 
+def pick_examples(records: Sequence[Record], n: int) -> list[Record]:
+    """Up to ``n`` records, fakes and reals alternating (in file order), so the examples show both."""
+    fakes = [r for r in records if r.label == "fake"]
+    reals = [r for r in records if r.label != "fake"]
+    mixed = [r for pair in zip(fakes, reals) for r in pair]
+    longer = fakes if len(fakes) > len(reals) else reals
+    return (mixed + longer[len(mixed) // 2 :])[:n]
+
+
 def export(
     run_dir: str | Path,
     out_dir: str | Path,
     *,
-    metrics: dict | None = None,
+    evaluation: Evaluation | None = None,
     datasets: list[str] | None = None,
     license: str = "apache-2.0",
+    examples: Sequence[Record] = (),
+    space: bool = False,
+    model_id: str | None = None,
+    device: str = "cpu",
     overwrite: bool = False,
 ) -> Path:
-    """Write the ZoomIn checkpoint of training run ``run_dir`` (or one of its checkpoints) to ``out_dir``."""
+    """Write the ZoomIn checkpoint of training run ``run_dir`` (or one of its checkpoints) to ``out_dir``.
+
+    ``examples`` are evaluation records: their images go into ``examples/`` and the exported model's
+    detections on them into ``evidence/`` and the card. ``model_id`` is the Hub repo the checkpoint
+    will live in (the card's name, and the model a pushed Space loads).
+    """
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"no such training folder: {run}")
     info = CheckpointInfo.load(run)
     model = load_merged(run)
     processor = AutoProcessor.from_pretrained(run)
+    name = model_id.split("/")[-1] if model_id else Path(out_dir).name
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)  # safetensors is the only format transformers 5 writes
         processor.save_pretrained(tmp)
         info.save(tmp)
-        for name in CARRIED:
-            if (run / name).is_file():
-                shutil.copyfile(run / name, tmp / name)
-        (tmp / "README.md").write_text(model_card(info, metrics, datasets or [], license, run))
+        for carried in CARRIED:
+            if (run / carried).is_file():
+                shutil.copyfile(run / carried, tmp / carried)
+        evidence = _evidence(tmp, model, processor, info, examples, device) if examples else []
+        text = {k: (run / f).read_text() if (run / f).is_file() else None
+                for k, f in (("recipe", "recipe.yaml"), ("command", "command.txt"))}
+        model_card(info, model_name=name, evaluation=evaluation, datasets=datasets, license=license,
+                   evidence=evidence, space=space, **text).save(tmp / "README.md")
+        if space:
+            from rl.space import write_space
+
+            write_space(tmp, model_id=model_id, license=license)
 
     return write_checkpoint_atomically(out_dir, write, overwrite=overwrite)
 
 
-def model_card(info: CheckpointInfo, metrics: dict | None, datasets: list[str], license: str, run: Path) -> str:
-    """A Hub model card: the standard metadata block, what the model does, its metrics and recipe."""
-    meta = {
-        "base_model": info.base_model,
-        "license": license,
-        "library_name": "transformers",
-        "pipeline_tag": "image-text-to-text",
-        "tags": ["zoomin", "ai-generated-image-detection", "visual-grounding", "grpo", info.family],
-        "datasets": datasets,
-    }
-    header = "---\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in meta.items() if v) + "\n---\n"
-    lines = [
-        header,
-        "# ZoomIn detector\n",
-        "Tells real images from AI-generated ones and shows where the evidence is: query 1 *locates*",
-        "suspicious regions as boxes, the regions are zoomed and shown again, and query 2 *examines* them",
-        "and gives the verdict with an explanation. Prompts, crop policy and box convention are in",
-        "`zoomin.json`; the weights load with plain `AutoModelForImageTextToText`.\n",
-        "```bash",
-        "zoomin detect photo.jpg --checkpoint THIS_FOLDER --save-viz out/",
-        "```\n",
-        f"Base model: `{info.base_model}` ({info.family}).\n",
-    ]
-    if metrics:
-        lines += ["## Evaluation (`zoomin eval`)\n", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in metrics.items() if isinstance(v, (int, float))]
-        lines.append("")
-    if (run / "recipe.yaml").is_file():
-        lines += ["## Recipe\n", "```yaml", (run / "recipe.yaml").read_text().rstrip(), "```\n"]
-    if (run / "command.txt").is_file():
-        lines += ["Trained with:\n", "```bash", (run / "command.txt").read_text().rstrip(), "```\n"]
-    return "\n".join(lines)
+def _evidence(folder: Path, model, processor, info: CheckpointInfo, records: Sequence[Record],
+              device: str) -> list[Evidence]:
+    """Copy the records' images into ``examples/`` and draw the model's detections into ``evidence/``."""
+    from zoomin.detector import ZoomInDetector
+    from zoomin.viz import save
+
+    (folder / EXAMPLES).mkdir()
+    detector = ZoomInDetector(model.to(device), processor, info)
+    images = [r.load_image(detector.max_pixels) for r in records]
+    found = []
+    for record, image, detection in zip(records, images, detector.detect(images)):
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", record.id)
+        if isinstance(record.image, str):  # the file as the user has it, bytes and all
+            shutil.copyfile(record.image, folder / EXAMPLES / f"{stem}{Path(record.image).suffix.lower()}")
+        else:
+            image.save(folder / EXAMPLES / f"{stem}.png")
+        picture = f"{EVIDENCE}/{stem}.png"
+        save(image, detection, folder / picture)
+        found.append(Evidence(record.id, record.label, picture, detection.verdict, detection.score))
+    return found
 
 
-def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
-    """Upload an exported folder to the Hugging Face Hub (needs a token; not exercised in tests)."""
+def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> dict[str, str]:
+    """Upload an exported folder to the Hub (needs a token; not exercised in tests).
+
+    The checkpoint goes to the model repo ``repo_id`` without ``space/``; a ``space/`` goes to the
+    Space of the same id (model repos and Spaces are separate namespaces), pointed at that model.
+    Returns the commit URL of each upload.
+    """
     from huggingface_hub import HfApi
+
+    from rl.space import SPACE, set_space_model
 
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id).commit_url
+    urls = {"model": api.upload_folder(folder_path=str(folder), repo_id=repo_id,
+                                       ignore_patterns=[f"{SPACE}/*", "*__pycache__*"]).commit_url}
+    if (folder / SPACE).is_dir():
+        set_space_model(folder / SPACE, repo_id)
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        urls["space"] = api.upload_folder(folder_path=str(folder / SPACE), repo_id=repo_id, repo_type="space",
+                                          ignore_patterns=["*__pycache__*"]).commit_url
+    return urls

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
     funcs, weights = build_rewards(run.rewards or DEFAULT_REWARDS[run.stage], run.reward_weights, protocol,
                                    load_mapping(run.reward_params, "reward_params"))
     run.reward_weights = weights
-    write_info = InfoWriter(protocol, family, model_args.model_name_or_path)
+    write_info = InfoWriter(protocol, family, model_args.model_name_or_path, f"grpo_{run.stage}", argv,
+                            run.train_data, len(records))
 
     trainer_cls: type[GRPOTrainer] = ZoomInGRPOTrainer
     extra: dict[str, Any] = {"crop_source": run.crop_source if run.stage == "examine" else "annotations"}

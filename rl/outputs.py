@@ -1,31 +1,71 @@
 """What every training run leaves in its output folder besides the Trainer's own files:
-``zoomin.json`` (protocol and codec the model was trained with), ``recipe.yaml`` + ``command.txt``
-(what produced it) and ``curves.png``."""
+``zoomin.json`` (protocol and codec the model was trained with, and its lineage), ``recipe.yaml`` +
+``command.txt`` (what produced it) and ``curves.png``."""
 
 from __future__ import annotations
 
 import shlex
 import shutil
 import sys
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from transformers import Trainer
 
 from rl.curves import plot_curves
 from rl.distributed import end_distributed
-from zoomin.checkpoint import CheckpointInfo
+from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo, StageRecord
 from zoomin.protocol import ProtocolConfig
 
 
-class InfoWriter:
-    """Writes ``zoomin.json`` for a run into any folder (final output or a checkpoint)."""
+def origin_of(model: str) -> tuple[str, bool]:
+    """``(name, is_local)`` of a model a first stage starts from.
 
-    def __init__(self, protocol: ProtocolConfig, family: str, base_model: str | None):
-        self.info = CheckpointInfo(protocol=protocol, family=family, base_model=base_model)
+    A folder in the Hugging Face cache (``.../models--ORG--NAME/snapshots/REV``) is the Hub model
+    ``ORG/NAME``; any other folder is local (kept as given, so no home folder leaks into a card);
+    anything else is the Hub id transformers downloaded.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return model, False
+    resolved = path.resolve()
+    repo = resolved.parent.parent.name
+    if resolved.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/"), False
+    return model, True
+
+
+class InfoWriter:
+    """Writes ``zoomin.json`` for a run into any folder (final output or a checkpoint).
+
+    The lineage is what the starting model carried (a folder with a ``zoomin.json`` is a ZoomIn
+    run) plus this stage; a model without one is the origin. ``ended`` is stamped at each write.
+    """
+
+    def __init__(self, protocol: ProtocolConfig, family: str, model: str, stage: str, argv: list[str] | None,
+                 train_data: str, records: int):
+        parent = CheckpointInfo.load(model) if (Path(model) / ZOOMIN_FILE).is_file() else None
+        base, local = (parent.base_model, parent.base_model_local) if parent else origin_of(model)
+        self.inherited = parent.stages if parent else []
+        self.stage = {"stage": stage, "recipe": recipe_path(argv), "data": train_data, "records": records,
+                      "started": _now()}
+        self.info = CheckpointInfo(protocol=protocol, family=family, base_model=base, base_model_local=local,
+                                   stages=[*self.inherited, StageRecord(**self.stage, ended=self.stage["started"])])
 
     def __call__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.info.save(folder)
+        replace(self.info, stages=[*self.inherited, StageRecord(**self.stage, ended=_now())]).save(folder)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def recipe_path(argv: list[str] | None) -> str | None:
+    """The ``--config`` recipe of a training command line, as given, or None."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return args[args.index("--config") + 1] if "--config" in args[:-1] else None
 
 
 def record_recipe(command: str, argv: list[str] | None, output_dir: str) -> None:
@@ -33,8 +73,9 @@ def record_recipe(command: str, argv: list[str] | None, output_dir: str) -> None
     args = list(sys.argv[1:] if argv is None else argv)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if "--config" in args:
-        shutil.copyfile(args[args.index("--config") + 1], out / "recipe.yaml")
+    recipe = recipe_path(args)
+    if recipe is not None:
+        shutil.copyfile(recipe, out / "recipe.yaml")
     (out / "command.txt").write_text(shlex.join(["zoomin", command, *args]) + "\n")
 
 

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> SFTTrainer:
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
     train = datasets.Dataset.from_list(list(sft_examples(records, protocol)))
-    write_info = InfoWriter(protocol, family, model_args.model_name_or_path)
+    write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "sft", argv, run.train_data,
+                            len(records))
 
     trainer = SFTTrainer(
         model=load_model(model_args, run.freeze_vision),

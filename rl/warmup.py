@@ -33,7 +33,7 @@ from rl.config import DataArguments, check_data, load_mapping, model_family, par
 from rl.curves import plot_curves
 from rl.distributed import end_distributed, prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
-from rl.outputs import record_recipe
+from rl.outputs import InfoWriter, record_recipe
 from zoomin.data import Record, load_records
 from zoomin.images import ImageProblem
 from zoomin.protocol import CropPolicy
@@ -204,8 +204,13 @@ def main(argv: list[str] | None = None) -> Trainer:
     record_recipe("warmup", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)
-    crops = build_protocol(family, processor, run.protocol, model_args.model_name_or_path).crop if run.zoom_crops else None
-    train = ArtifactMaps(load_training_records(run, run.output_dir), processor.image_processor, crops)
+    protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
+    records = load_training_records(run, run.output_dir)
+    train = ArtifactMaps(records, processor.image_processor, protocol.crop if run.zoom_crops else None)
+    # The saved model is a ZoomIn run like any other, so the stages after it inherit its lineage and
+    # its protocol (the recipe's crop policy included, which the tower has just learnt to see).
+    write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "warmup", argv, run.train_data,
+                            len(records))
     set_seed(run.seed)  # the heads are drawn here, before the Trainer seeds: without it two runs differ
     probe = ArtifactProbe(load_model(model_args), run.box_weight)
     trainer = Trainer(model=probe, args=run, train_dataset=train, data_collator=collate)
@@ -215,11 +220,12 @@ def main(argv: list[str] | None = None) -> Trainer:
         out = Path(run.output_dir)
         probe.vlm.save_pretrained(out)
         processor.save_pretrained(out)
+        write_info(out)
         metrics = {"train": probe_accuracy(probe, train)}
         if run.eval_data:
             held_out, report = load_records(run.eval_data, run.image_root, report_path=out / "eval_data_report.json")
             logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
-            metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor, crops))
+            metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor, train.crops))
         (out / "warmup_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         logger.warning("vision warm-up probe accuracy: %s", metrics)
         plot_curves(trainer.state.log_history, out / "curves.png", f"vision warm-up {model_args.model_name_or_path}")

@@ -45,3 +45,12 @@ def write_bomb_png(path: Path, width: int = 40_000, height: int = 40_000) -> Pat
 def bomb_png() -> Callable[..., Path]:
     """``bomb_png(path, width=40_000, height=40_000)`` writes a PNG whose header claims that many pixels."""
     return write_bomb_png
+
+
+@pytest.fixture(scope="session")
+def app_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """The web app's checkpoint (tests/webapp.py): the demo-size model after a short overfitting SFT,
+    evaluated and exported with examples, evidence pictures and a Space; built once per session."""
+    from webapp import build_app_checkpoint
+
+    return build_app_checkpoint(tmp_path_factory.mktemp("app"))

@@ -13,6 +13,7 @@ from zoomin.checkpoint import (
     ZOOMIN_FILE,
     CheckpointError,
     CheckpointInfo,
+    StageRecord,
     checkpoint_problems,
     is_complete_checkpoint,
     write_checkpoint_atomically,
@@ -26,6 +27,10 @@ from zoomin.synth import synthesize
 
 def _info(**kw) -> CheckpointInfo:
     return CheckpointInfo(ProtocolConfig(codec=BoxCodec("qwen2_vl"), real_word="genuine"), **kw)
+
+
+STAGE = {"stage": "sft", "recipe": "recipes/tiny/sft.yaml", "data": "data/train.jsonl", "records": 960,
+         "started": "2026-01-02T03:04:05+00:00", "ended": "2026-01-02T03:11:05+00:00"}
 
 
 def _fake_checkpoint(folder: Path) -> None:
@@ -46,10 +51,28 @@ def test_round_trip_fills_defaults_and_family(tmp_path):
     assert info.generation == {"locate": DEFAULT_GENERATION["locate"], "examine": {"max_new_tokens": 7, "do_sample": False}}
     info.save(tmp_path)
     stored = json.loads((tmp_path / ZOOMIN_FILE).read_text())
-    assert stored["schema_version"] == 1 and set(stored) == {"schema_version", "protocol", "generation", "base_model", "family"}
+    assert stored["schema_version"] == 2 and set(stored) == {"schema_version", "protocol", "generation", "base_model",
+                                                             "base_model_local", "family", "stages"}
     again = CheckpointInfo.load(tmp_path)
     assert again == info
     assert again.protocol.real_word == "genuine" and again.protocol.codec == BoxCodec("qwen2_vl")
+
+
+def test_lineage_round_trips(tmp_path):
+    info = _info(base_model="Qwen/Qwen2.5-VL-7B-Instruct", stages=[STAGE, {**STAGE, "stage": "grpo_locate"}])
+    assert [s.stage for s in info.stages] == ["sft", "grpo_locate"] and info.stages[0] == StageRecord(**STAGE)
+    info.save(tmp_path)
+    assert CheckpointInfo.load(tmp_path) == info
+
+
+@pytest.mark.parametrize(("base_model", "local"), [("runs/demo/grpo_locate", True), ("/models/qwen", True),
+                                                   ("Qwen/Qwen2-VL-2B-Instruct", False), (None, False)])
+def test_version_1_files_are_still_read(tmp_path, base_model, local):
+    """Version 1 had no lineage; its base_model was whatever the last stage started from."""
+    d = {k: v for k, v in _info(base_model=base_model).to_dict().items() if k not in ("base_model_local", "stages")}
+    info = CheckpointInfo.load(_write_json(tmp_path, {**d, "schema_version": 1}))
+    assert (info.base_model, info.base_model_local, info.stages) == (base_model, local, [])
+    assert info.protocol.real_word == "genuine"
 
 
 def test_default_budgets_are_greedy_and_hold_every_magnifake_mini_answer(tiny_vlm, tmp_path):
@@ -75,7 +98,7 @@ def _write_json(tmp_path, payload) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(schema_version=2), "schema_version 2"),
+        (lambda d: d.update(schema_version=3), "schema_version 3"),
         (lambda d: d.pop("schema_version"), "schema_version None"),
         (lambda d: d.update(extra=1), r"unknown keys \['extra'\]"),
         (lambda d: d["protocol"].update(tag="x"), r"unknown protocol keys \['tag'\]"),
@@ -84,6 +107,13 @@ def _write_json(tmp_path, payload) -> Path:
         (lambda d: d.update(family="llava"), "unknown model family"),
         (lambda d: d.update(generation={"judge": {}}), "generation must map"),
         (lambda d: d.update(generation={"locate": 5}), r"generation\['locate'\] must be a dict"),
+        (lambda d: d.update(stages={"sft": 1}), "stages must be a list"),
+        (lambda d: d.update(stages=[{**STAGE, "epochs": 2}]), r"unknown keys \['epochs'\]"),
+        (lambda d: d.update(stages=[{k: v for k, v in STAGE.items() if k != "data"}]), r"missing keys \['data'\]"),
+        (lambda d: d.update(stages=[{**STAGE, "records": -1}]), "'records' must be a count"),
+        (lambda d: d.update(stages=[{**STAGE, "ended": "yesterday"}]), "'ended' is not an ISO 8601 time"),
+        (lambda d: d.update(base_model_local="yes"), "base_model_local must be true or false"),
+        (lambda d: d.update(schema_version=1), r"unknown keys \['base_model_local', 'stages'\]"),
     ],
 )
 def test_bad_files_fail_loudly(tmp_path, change, message):

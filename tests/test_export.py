@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from rl.card import Evaluation
 from rl.cli import main as cli
-from rl.export import export
+from rl.export import export, pick_examples
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.synth import synthesize
 
@@ -33,8 +34,8 @@ def runs(tiny_vlm, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "lora"])
 def test_export_loads_with_plain_transformers(runs, tmp_path, kind, tiny_vlm):
-    folder = export(runs[kind], tmp_path / "ckpt", metrics={"accuracy": 0.5, "iou": 0.25},
-                    datasets=["MagniFake-mini"])
+    folder = export(runs[kind], tmp_path / "ckpt", datasets=["MagniFake-mini"],
+                    evaluation=Evaluation("MagniFake-mini", "test", {"n": 4, "accuracy": 0.5, "iou": 0.25}))
     files = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "processor_config.json", "zoomin.json", "README.md"} <= files
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
@@ -46,8 +47,9 @@ def test_export_loads_with_plain_transformers(runs, tmp_path, kind, tiny_vlm):
     changed = any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
     assert changed, "the exported weights are the untrained base: the merge or the save lost the update"
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\n") and "base_model:" in card and "license: \"apache-2.0\"" in card
-    assert "| accuracy | 0.5000 |" in card and "MagniFake-mini" in card
+    assert card.startswith("---\n") and "license: apache-2.0" in card
+    assert "base_model:" not in card and "local model folder" in card  # the tiny model is no Hub model
+    assert "| Accuracy | 0.5000 |" in card and "MagniFake-mini" in card
     assert CheckpointInfo.load(folder).family == "qwen2_5_vl"
 
 
@@ -69,3 +71,11 @@ def test_export_of_a_folder_without_zoomin_json_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(ValueError, match="zoomin.json"):
         export(tmp_path / "run", tmp_path / "out")
+
+
+def test_examples_alternate_fakes_and_reals():
+    from zoomin.data import Record
+
+    records = [Record(str(i), "x.png", label, [], "", (8, 8)) for i, label in enumerate(["fake"] * 4 + ["real"] * 2)]
+    assert [r.id for r in pick_examples(records, 5)] == ["0", "4", "1", "5", "2"]
+    assert [r.id for r in pick_examples(records[:4], 2)] == ["0", "1"]

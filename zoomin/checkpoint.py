@@ -2,10 +2,12 @@
 
 Anyone can load the folder as the base architecture (safetensors weights, config, processor files);
 ``zoomin.json`` adds what the weights alone do not say: the protocol the model was trained with
-(prompts, tags, label words, crop policy, box codec) and the generation settings of both queries.
-A checkpoint that lost its protocol would be served different prompts or crops than it learned on,
-and nothing would fail loudly, so reading it is strict: a missing file, another schema version or
-an unknown key is an error that says which.
+(prompts, tags, label words, crop policy, box codec), the generation settings of both queries, and
+its lineage: the model training started from and every stage since (what a model card and the
+Hub's model tree need, and what a local folder name of the last stage cannot tell). A checkpoint
+that lost its protocol would be served different prompts or crops than it learned on, and nothing
+would fail loudly, so reading it is strict: a missing file, an unknown schema version or an unknown
+key is an error that says which. Version 1 files (no lineage) are still read.
 
 Writing is atomic: a checkpoint is built in a hidden sibling folder and renamed into place only
 once complete, so an interrupted export never leaves a folder that looks finished.
@@ -18,14 +20,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 
 from zoomin.codecs import check_family
 from zoomin.protocol import ProtocolConfig
 
 ZOOMIN_FILE = "zoomin.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STAGES = ("locate", "examine")
 DEFAULT_GENERATION: dict[str, dict] = {
     "locate": {"max_new_tokens": 128, "do_sample": False},
@@ -34,11 +37,59 @@ DEFAULT_GENERATION: dict[str, dict] = {
 """Greedy decoding, so a checkpoint gives the same answer twice. The budgets hold every
 MagniFake-mini answer in the small models' 1k-token vocabulary (a three-region explanation runs
 to ~260 tokens); a cut answer has no verdict and counts as a format error."""
-_KEYS = {"schema_version", "protocol", "generation", "base_model", "family"}
+_KEYS = {
+    1: {"schema_version", "protocol", "generation", "base_model", "family"},
+    2: {"schema_version", "protocol", "generation", "base_model", "base_model_local", "family", "stages"},
+}
+"""The keys each readable schema version may hold."""
 
 
 class CheckpointError(ValueError):
     """A folder that is not a usable ZoomIn checkpoint, with the reason."""
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One training stage in a checkpoint's lineage.
+
+    ``recipe`` and ``data`` are the paths as given on that stage's command line (a recipe is
+    optional); ``records`` is how many training records the stage used after bad ones were skipped;
+    ``started`` and ``ended`` are ISO 8601 times in UTC (for an intermediate checkpoint, ``ended`` is
+    when its weights were saved).
+    """
+
+    stage: str
+    recipe: str | None
+    data: str
+    records: int
+    started: str
+    ended: str
+
+    def __post_init__(self) -> None:
+        for name in ("stage", "data", "started", "ended"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise CheckpointError(f"stage record field {name!r} must be a non-empty string, got {value!r}")
+        if self.recipe is not None and not isinstance(self.recipe, str):
+            raise CheckpointError(f"stage record field 'recipe' must be a string or null, got {self.recipe!r}")
+        if not isinstance(self.records, int) or isinstance(self.records, bool) or self.records < 0:
+            raise CheckpointError(f"stage record field 'records' must be a count, got {self.records!r}")
+        for name in ("started", "ended"):
+            try:
+                datetime.fromisoformat(getattr(self, name))
+            except ValueError:
+                raise CheckpointError(
+                    f"stage record field {name!r} is not an ISO 8601 time: {getattr(self, name)!r}") from None
+
+    @classmethod
+    def from_dict(cls, d: object) -> StageRecord:
+        if not isinstance(d, dict):
+            raise CheckpointError(f"a stage record must be an object, got {d!r:.80}")
+        names = {f.name for f in fields(cls)}
+        if set(d) != names:
+            raise CheckpointError(f"stage record {d.get('stage', '?')!r}: unknown keys {sorted(set(d) - names)}, "
+                                  f"missing keys {sorted(names - set(d))}")
+        return cls(**d)
 
 
 @dataclass
@@ -48,12 +99,19 @@ class CheckpointInfo:
     ``generation`` maps each query (``locate``, ``examine``) to ``model.generate`` keyword arguments;
     settings left out take the defaults, so the stored file always holds the full settings used.
     ``family`` defaults to the protocol codec's family and must agree with it.
+
+    ``base_model`` is the model the first training stage started from: a Hub id, or, with
+    ``base_model_local``, a local folder's path as given (a model built on the spot, such as the
+    demo's random-weight one, has no Hub id). ``stages`` lists every training stage since, oldest
+    first; each stage appends itself to what the model it started from carried.
     """
 
     protocol: ProtocolConfig
     generation: dict[str, dict] = field(default_factory=lambda: {s: dict(g) for s, g in DEFAULT_GENERATION.items()})
     base_model: str | None = None
     family: str | None = None
+    base_model_local: bool = False
+    stages: list[StageRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.family is None:
@@ -73,6 +131,13 @@ class CheckpointInfo:
                 raise CheckpointError(f"generation[{stage!r}] must be a dict of generate() settings, got {settings!r:.120}")
             merged[stage] = {**DEFAULT_GENERATION[stage], **settings}
         self.generation = merged
+        if self.base_model is not None and not isinstance(self.base_model, str):
+            raise CheckpointError(f"base_model must be a model id or path, got {self.base_model!r:.80}")
+        if not isinstance(self.base_model_local, bool):
+            raise CheckpointError(f"base_model_local must be true or false, got {self.base_model_local!r}")
+        if not isinstance(self.stages, list):
+            raise CheckpointError(f"stages must be a list of stage records, got {self.stages!r:.80}")
+        self.stages = [s if isinstance(s, StageRecord) else StageRecord.from_dict(s) for s in self.stages]
 
     def to_dict(self) -> dict:
         return {
@@ -80,7 +145,9 @@ class CheckpointInfo:
             "protocol": self.protocol.to_dict(),
             "generation": self.generation,
             "base_model": self.base_model,
+            "base_model_local": self.base_model_local,
             "family": self.family,
+            "stages": [asdict(s) for s in self.stages],
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -105,22 +172,39 @@ class CheckpointInfo:
         if not isinstance(d, dict):
             raise CheckpointError(f"{path} must hold a JSON object, got {type(d).__name__}")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise CheckpointError(f"{path} has schema_version {version!r}; this code reads version {SCHEMA_VERSION}")
-        unknown = sorted(set(d) - _KEYS)
+        if version not in _KEYS or isinstance(version, bool):
+            raise CheckpointError(f"{path} has schema_version {version!r}; this code reads versions {sorted(_KEYS)}")
+        unknown = sorted(set(d) - _KEYS[version])
         if unknown:
-            raise CheckpointError(f"{path} has unknown keys {unknown}; known keys: {sorted(_KEYS)}")
+            raise CheckpointError(f"{path} has unknown keys {unknown}; known keys: {sorted(_KEYS[version])}")
         if not isinstance(d.get("protocol"), dict):
             raise CheckpointError(f"{path} has no 'protocol' object")
+        base_model = d.get("base_model")
         try:
             return cls(
                 protocol=ProtocolConfig.from_dict(d["protocol"]),
                 generation=d.get("generation", {}),
-                base_model=d.get("base_model"),
+                base_model=base_model,
                 family=d.get("family"),
+                # Version 1 kept the path or id the last stage started from, and no lineage.
+                base_model_local=d.get("base_model_local", version == 1 and _looks_local(base_model)),
+                stages=d.get("stages", []),
             )
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: {e}") from None
+
+
+def _looks_local(name: object) -> bool:
+    """Whether a version-1 ``base_model`` names a local folder rather than a Hub model id."""
+    if not isinstance(name, str):
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return Path(name).exists()
 
 
 def checkpoint_problems(directory: str | os.PathLike) -> list[str]:

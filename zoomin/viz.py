@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from zoomin.boxes import Box
 from zoomin.detector import Detection
 
 MIN_WIDTH = 384
@@ -22,37 +23,56 @@ _LINE = 14
 _EXPLANATION_LINES = 4
 
 
-def render(image: Image.Image, detection: Detection) -> Image.Image:
-    """The visualisation of ``detection`` on ``image`` (the original the boxes refer to)."""
+def draw_boxes(image: Image.Image, boxes: list[Box]) -> Image.Image:
+    """A copy of ``image`` (enlarged to :data:`MIN_WIDTH` if narrower) with ``boxes`` drawn and
+    numbered 1, 2, ... in the colours of their crops (boxes are in ``image``'s pixels)."""
     font = ImageFont.load_default()
     scale = max(1.0, MIN_WIDTH / image.width)
     shown = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)))
     draw = ImageDraw.Draw(shown)
-    for i, box in enumerate(detection.boxes, start=1):
+    for i, box in enumerate(boxes, start=1):
         colour = COLOURS[(i - 1) % len(COLOURS)]
         x1, y1, x2, y2 = (v * scale for v in box)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
         label = draw.textbbox((x1 + 3, y1 + 2), str(i), font=font)
         draw.rectangle((label[0] - 2, label[1] - 2, label[2] + 2, label[3] + 2), fill=colour)
         draw.text((x1 + 3, y1 + 2), str(i), fill="white", font=font)
+    return shown
 
-    strip_h = max((c.height for c in detection.crops), default=0)
-    width = max(shown.width, sum(c.width + _MARGIN for c in detection.crops) + _MARGIN)
+
+def crop_strip(crops: list[Image.Image]) -> Image.Image | None:
+    """The zoomed crops side by side, each framed and titled "Region i" in its box's colour (None if none)."""
+    if not crops:
+        return None
+    font = ImageFont.load_default()
+    strip = Image.new("RGB", (sum(c.width + _MARGIN for c in crops) + _MARGIN,
+                              max(c.height for c in crops) + _LINE + 2 * _MARGIN), "white")
+    draw = ImageDraw.Draw(strip)
+    x, y = _MARGIN, _MARGIN
+    for i, crop in enumerate(crops, start=1):
+        colour = COLOURS[(i - 1) % len(COLOURS)]
+        strip.paste(crop, (x, y + _LINE))
+        draw.rectangle((x - 1, y + _LINE - 1, x + crop.width, y + _LINE + crop.height), outline=colour)
+        draw.text((x, y), f"Region {i}", fill=colour, font=font)
+        x += crop.width + _MARGIN
+    return strip
+
+
+def render(image: Image.Image, detection: Detection) -> Image.Image:
+    """The visualisation of ``detection`` on ``image`` (the original the boxes refer to)."""
+    font = ImageFont.load_default()
+    shown = draw_boxes(image, detection.boxes)
+    strip = crop_strip(detection.crops)
+    width = max(shown.width, strip.width if strip else 0)
     text_lines = _caption(detection, chars=width // 6)
-    height = shown.height + (strip_h + 2 * _MARGIN + _LINE if detection.crops else 0) + _LINE * len(text_lines) + _MARGIN
+    height = shown.height + (strip.height if strip else 0) + _LINE * len(text_lines) + _MARGIN
     canvas = Image.new("RGB", (width, height), "white")
     canvas.paste(shown, (0, 0))
-    draw = ImageDraw.Draw(canvas)
     y = shown.height + _MARGIN
-    if detection.crops:
-        x = _MARGIN
-        for i, crop in enumerate(detection.crops, start=1):
-            colour = COLOURS[(i - 1) % len(COLOURS)]
-            canvas.paste(crop, (x, y + _LINE))
-            draw.rectangle((x - 1, y + _LINE - 1, x + crop.width, y + _LINE + crop.height), outline=colour)
-            draw.text((x, y), f"Region {i}", fill=colour, font=font)
-            x += crop.width + _MARGIN
-        y += strip_h + _LINE + _MARGIN
+    if strip:
+        canvas.paste(strip, (0, shown.height))
+        y = shown.height + strip.height
+    draw = ImageDraw.Draw(canvas)
     for line in text_lines:
         draw.text((_MARGIN, y), line, fill="black", font=font)
         y += _LINE
