@@ -139,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="everything is written under this folder")
     d.add_argument("--n", type=int, default=1200, help="MagniFake-mini size (train + test)")
     d.add_argument("--seed", type=int, default=0, help="seeds the data, the model's initialisation and every stage")
+    d.add_argument("--grpo_steps", type=int, default=None,
+                   help="GRPO steps per stage (default: the recipes'); few steps make a quick smoke run")
     d.set_defaults(run=_demo, command="demo")
     return p
 
@@ -476,7 +478,7 @@ def _need_gradio(command: str) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from rl.demo import run_demo
 
-    return run_demo(Path(args.out), n=args.n, seed=args.seed)
+    return run_demo(Path(args.out), n=args.n, seed=args.seed, grpo_steps=args.grpo_steps)
 
 
 def _positive_int(text: str) -> int:

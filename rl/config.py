@@ -61,6 +61,11 @@ class ZoomInArguments(DataArguments):
 class ZoomInSFTConfig(SFTConfig, ZoomInArguments):
     """SFT warm start on both queries' targets."""
 
+    locate_repeats: int = field(
+        default=1,
+        metadata={"help": "How many times each record's locate example appears per epoch (its examine example "
+                          "appears once). Raise it when boxes are learnt more slowly than verdicts, as from scratch."},
+    )
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Where to log (TensorBoard by default)."})
     activation_checkpointing: bool = field(
         default=False, metadata={"help": "Trade compute for memory; worth it from ~3B parameters up."}

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> SFTTrainer:
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
-    train = datasets.Dataset.from_list(list(sft_examples(records, protocol)))
+    train = datasets.Dataset.from_list(list(sft_examples(records, protocol, run.locate_repeats)))
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "sft", argv, run.train_data,
                             len(records))
 

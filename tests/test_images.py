@@ -121,6 +121,13 @@ def test_sft_leaves_out_an_unreadable_record(tmp_path, bomb_png, caplog):
         examples = list(sft_examples(records, ProtocolConfig()))
     assert len(examples) == 2 * (len(records) - 1)
     assert "left out record 2" in caplog.text
+    repeated = list(sft_examples(records, ProtocolConfig(), locate_repeats=3))
+    assert len(repeated) == 4 * (len(records) - 1)
+    locate, examine = repeated[:3], repeated[3]  # per record: the locate example three times, then examine
+    assert all(e["prompt"] == locate[0]["prompt"] and e["completion"] == locate[0]["completion"] for e in locate)
+    assert len(locate[0]["images"]) == 1 and len(examine["images"]) > 1
+    with pytest.raises(ValueError, match="locate_repeats"):
+        next(sft_examples(records, ProtocolConfig(), locate_repeats=0))
 
 
 def test_warmup_serves_the_next_readable_record_with_its_own_targets(tiny_vlm, tmp_path, bomb_png, caplog):

@@ -57,9 +57,13 @@ def locate_target(record: Record, protocol: ProtocolConfig) -> str:
     return protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
 
 
-def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterator[dict]:
-    """Two examples per record (locate, examine) in TRL's prompt-completion form with images, so
-    SFTTrainer puts the loss on the answer tokens only."""
+def sft_examples(records: Sequence[Record], protocol: ProtocolConfig, locate_repeats: int = 1) -> Iterator[dict]:
+    """Examples per record in TRL's prompt-completion form with images, so SFTTrainer puts the loss
+    on the answer tokens only: the locate example ``locate_repeats`` times, then the examine one.
+    Naming boxes in pixel coordinates is the slower skill for a model trained from scratch, and a
+    locate example is the shorter of the two, so repeating it buys localisation cheaply."""
+    if locate_repeats < 1:
+        raise ValueError(f"locate_repeats must be >= 1, got {locate_repeats}")
     for record in records:
         try:
             image = record.load_image()
@@ -67,7 +71,8 @@ def sft_examples(records: Sequence[Record], protocol: ProtocolConfig) -> Iterato
             logger.warning("SFT: left out record %s, whose image no longer decodes: %s", record.id, e)
             continue
         locate_answer = locate_target(record, protocol)
-        yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
+        for _ in range(locate_repeats):
+            yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
         query = zoom_in(image, record.boxes, protocol, locate_answer)
         answer = protocol.render_examine(record.explanation, record.label)
         yield {"prompt": query.messages, "completion": [_assistant(answer)], "images": query.images}
