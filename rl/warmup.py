@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.functional import binary_cross_entropy_with_logits
+from torch.nn.functional import binary_cross_entropy_with_logits, mse_loss
 from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
 from transformers.image_processing_utils import BaseImageProcessor
 
@@ -48,6 +48,12 @@ class ZoomInWarmupConfig(TrainingArguments, DataArguments):
 
     box_weight: float = field(
         default=1.0, metadata={"help": "Weight of the per-token box loss against the per-image real/fake loss."}
+    )
+    position_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of a per-token loss on where the token lies in its image (row and column, "
+                          "0-1). A tower trained from scratch keeps little absolute position in its tokens, and "
+                          "the language model needs it to write a box's coordinates; pretrained encoders have it."},
     )
     zoom_crops: bool = field(
         default=True,
@@ -155,11 +161,13 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 class ArtifactProbe(nn.Module):
     """The VLM's vision tower plus two linear heads on its merged output tokens."""
 
-    def __init__(self, vlm: PreTrainedModel, box_weight: float = 1.0):
+    def __init__(self, vlm: PreTrainedModel, box_weight: float = 1.0, position_weight: float = 0.0):
         super().__init__()
-        self.vlm, self.box_weight = vlm, box_weight
+        self.vlm, self.box_weight, self.position_weight = vlm, box_weight, position_weight
         width = vlm.config.text_config.hidden_size  # the merger projects into the language model's width
         self.token_head, self.image_head = nn.Linear(width, 1), nn.Linear(width, 1)
+        self.position_head = nn.Linear(width, 2) if position_weight else None
+        self.merge = vlm.config.vision_config.spatial_merge_size
 
     def forward(self, pixel_values, image_grid_thw, token_targets=None, labels=None) -> dict[str, torch.Tensor]:
         per_image = self.vlm.model.get_image_features(pixel_values, image_grid_thw).pooler_output
@@ -170,7 +178,19 @@ class ArtifactProbe(nn.Module):
             out["loss"] = self.box_weight * binary_cross_entropy_with_logits(
                 token_logits, token_targets
             ) + binary_cross_entropy_with_logits(image_logits, labels)
+            if self.position_head is not None:
+                positions = self.position_head(torch.cat(per_image))
+                out["loss"] = out["loss"] + self.position_weight * mse_loss(positions, self.token_positions(image_grid_thw))
         return out
+
+    def token_positions(self, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """(row, column) of every merged token's centre as fractions of its image, in row-major order."""
+        centres = []
+        for t, h, w in image_grid_thw.tolist():
+            rows, cols = h // self.merge, w // self.merge
+            r, c = torch.meshgrid((torch.arange(rows) + 0.5) / rows, (torch.arange(cols) + 0.5) / cols, indexing="ij")
+            centres.append(torch.stack([r.reshape(-1), c.reshape(-1)], dim=1).repeat(t, 1))
+        return torch.cat(centres)
 
 
 @torch.no_grad()
@@ -212,7 +232,7 @@ def main(argv: list[str] | None = None) -> Trainer:
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "warmup", argv, run.train_data,
                             len(records))
     set_seed(run.seed)  # the heads are drawn here, before the Trainer seeds: without it two runs differ
-    probe = ArtifactProbe(load_model(model_args), run.box_weight)
+    probe = ArtifactProbe(load_model(model_args), run.box_weight, run.position_weight)
     trainer = Trainer(model=probe, args=run, train_dataset=train, data_collator=collate)
     trainer.train()
 

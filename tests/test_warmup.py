@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from rl.cli import main as cli
-from rl.warmup import box_coverage
+from rl.warmup import ArtifactProbe, box_coverage
 from zoomin.synth import synthesize, synthesize_zoom_needed
 
 
@@ -36,7 +36,7 @@ def test_warmup_trains_the_vision_tower_only(tiny_vlm, tmp_path: Path, family: s
     argv = ["warmup", "--model_name_or_path", str(model), "--train_data", str(tmp_path / "data/train.jsonl"),
             "--eval_data", str(tmp_path / "data/test.jsonl"), "--output_dir", str(out), "--max_steps", "3",
             "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--use_cpu", "true",
-            "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1"]
+            "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1", "--position_weight", "0.1"]
     assert cli(argv) == 0
     before, after = _weights(model), _weights(out)
     assert before.keys() == after.keys()  # the probe's heads are not saved
@@ -47,6 +47,19 @@ def test_warmup_trains_the_vision_tower_only(tiny_vlm, tmp_path: Path, family: s
     assert (out / "command.txt").read_text().startswith("zoomin warmup ")
     assert (out / "processor_config.json").exists() and (out / "curves.png").exists()
     assert json.loads((out / "eval_data_report.json").read_text())["n_good"] == 3
+
+
+def test_position_targets_are_token_centres_in_row_major_order(tiny_vlm) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    vlm = AutoModelForImageTextToText.from_pretrained(tiny_vlm())
+    assert ArtifactProbe(vlm).position_head is None  # off unless asked for
+    probe = ArtifactProbe(vlm, position_weight=0.1)
+    merge = probe.merge
+    # one image of 2 x 4 merged tokens, then one of 1 x 1
+    targets = probe.token_positions(torch.tensor([[1, 2 * merge, 4 * merge], [1, merge, merge]]))
+    expected = [[0.25, c] for c in (0.125, 0.375, 0.625, 0.875)] + [[0.75, c] for c in (0.125, 0.375, 0.625, 0.875)]
+    assert targets.tolist() == expected + [[0.5, 0.5]]
 
 
 def test_warmup_refuses_a_missing_data_file(tiny_vlm, tmp_path: Path, capsys) -> None:
