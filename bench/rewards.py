@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewards import completion_text, get_reward  # noqa: E402
-from rewards._parse import clear_cache  # noqa: E402
+from rewards._decode import clear_cache  # noqa: E402
 from zoomin.codecs import decode_with_frame, encode_with_frame  # noqa: E402
 from zoomin.protocol import CropPolicy, ProtocolConfig  # noqa: E402
 from zoomin.zoom import crop_window  # noqa: E402
