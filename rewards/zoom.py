@@ -260,9 +260,13 @@ class ZoomConsistency(RewardTerm):
             for name, part in self._parts.items()
             if (w := float(self.weights.get(name, 1.0))) > 0
         ]
+        weights = [w for w, _ in weighted]
         out: list[float | None] = []
-        for i in range(rows.n):
-            pairs = [(w, scores[i]) for w, scores in weighted if scores[i] is not None]
-            total = sum(w for w, _ in pairs)
-            out.append(sum(w * v for w, v in pairs) / total if pairs else None)
+        for values in zip(*(scores for _, scores in weighted)):
+            total = weighted_sum = 0.0
+            for w, v in zip(weights, values):
+                if v is not None:
+                    total += w
+                    weighted_sum += w * v
+            out.append(weighted_sum / total if total else None)  # every weight here is > 0
         return out
