@@ -5,9 +5,9 @@ Run from the repository root:
     .venv/bin/python bench/rewards.py            # 100,000 fast-term rows, 5,000 explanation rows
     .venv/bin/python bench/rewards.py --quick    # 10x fewer, for a smoke run
 
-Each set is timed the way TRL calls it: every term in turn on the same batch (``--batch`` rows), so
-the parse cache is shared between the terms of a batch exactly as in training. The cache is cleared
-between sets. Completions mix the grammar with the failures a policy produces (missing and repeated
+Each set is timed the way TRL calls it: every term in turn on the same batch objects (``--batch``
+rows), so the decode memo is shared between the terms of a batch exactly as in training. The memo is
+cleared between sets. Completions mix the grammar with the failures a policy produces (missing and repeated
 tags, junk boxes, huge numbers, box spam, non-ASCII digits, chatter, conversational form, None).
 """
 
@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewards import completion_text, get_reward  # noqa: E402
-from rewards._parse import clear_cache  # noqa: E402
+from rewards._decode import clear_cache  # noqa: E402
 from zoomin.codecs import decode_with_frame, encode_with_frame  # noqa: E402
 from zoomin.protocol import CropPolicy, ProtocolConfig  # noqa: E402
 from zoomin.zoom import crop_window  # noqa: E402

@@ -66,9 +66,10 @@ def as_numbers4(value: object) -> list[float] | None:
     """
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         return None
-    if {type(v) for v in value} <= _PLAIN_NUMBERS:
+    a, b, c, d = value
+    if type(a) in _PLAIN_NUMBERS and type(b) in _PLAIN_NUMBERS and type(c) in _PLAIN_NUMBERS and type(d) in _PLAIN_NUMBERS:
         try:
-            numbers = [float(v) for v in value]
+            numbers = [float(a), float(b), float(c), float(d)]
         except OverflowError:
             return None
         return numbers if all(map(math.isfinite, numbers)) else None

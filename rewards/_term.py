@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rewards import _decode
 from rewards._columns import finite, require
-from rewards._parse import parse_all
+from rewards._decode import MEMO, Frame, Region, fingerprint
 from rewards._text import completion_text
+from zoomin.boxes import Box
 from zoomin.protocol import Parsed, ProtocolConfig, Stage
 
 Source = Literal["auto", "completions", "locate_completions"]
@@ -30,7 +32,11 @@ SOURCES = ("auto", "completions", "locate_completions")
 
 
 class Rows:
-    """One batch as TRL hands it to a reward: the completions and every dataset column."""
+    """One batch as TRL hands it to a reward: the completions and every dataset column.
+
+    The decoded views (parsed answers, decoded boxes, regions, citations) come from
+    :data:`rewards._decode.MEMO`, so the terms of one batch decode each completion once.
+    """
 
     def __init__(self, completions: Sequence[object], columns: Mapping[str, object], term: str) -> None:
         if isinstance(completions, (str, bytes)) or not isinstance(completions, Sequence):
@@ -38,7 +44,6 @@ class Rows:
         self.n = len(completions)
         self.term = term
         self._columns = {**columns, "completions": completions}
-        self._texts: dict[str, list[str | None]] = {}
 
     def has(self, name: str) -> bool:
         return name in self._columns
@@ -49,9 +54,7 @@ class Rows:
 
     def texts(self, source: str) -> list[str | None]:
         """The answer texts of ``completions`` or ``locate_completions``."""
-        if source not in self._texts:
-            self._texts[source] = [completion_text(c) for c in self.column(source)]
-        return self._texts[source]
+        return [completion_text(c) for c in self.column(source)]
 
     def source_for(self, stage: Stage, source: Source) -> str:
         if source != "auto":
@@ -59,8 +62,46 @@ class Rows:
         return "locate_completions" if stage == "locate" and self.has("locate_completions") else "completions"
 
     def answers(self, protocol: ProtocolConfig, stage: Stage, source: Source = "auto") -> list[Parsed]:
-        """Each answer parsed for ``stage`` (memoised across the terms of a batch)."""
-        return parse_all(protocol, self.texts(self.source_for(stage, source)), stage)
+        """Each answer parsed for ``stage``."""
+        name = self.source_for(stage, source)
+        column = self.column(name)
+        return MEMO.get(("answers", name, stage, fingerprint(protocol)), (column,),
+                        lambda: _decode.parse_answers(protocol, column, stage))
+
+    def frames(self) -> list[Frame]:
+        """Each row's usable ``(image_size, coord_frame)``, or None."""
+        sizes, coords = self.column("image_size"), self.column("coord_frame")
+        return MEMO.get(("frames",), (sizes, coords), lambda: _decode.frames(sizes, coords))
+
+    def decoded_boxes(self, protocol: ProtocolConfig, source: Source = "auto") -> list[list[Box | None] | None]:
+        """Each locate answer's boxes in original pixels (see :func:`rewards._decode.decoded_boxes`)."""
+        column = self.column(self.source_for("locate", source))
+        sizes, coords = self.column("image_size"), self.column("coord_frame")
+        return MEMO.get(("decoded_boxes", fingerprint(protocol)), (column, sizes, coords),
+                        lambda: _decode.decoded_boxes(self.answers(protocol, "locate", source), self.frames()))
+
+    def annotations(self) -> list[list[Box]]:
+        """Each row's usable annotated ``boxes``."""
+        boxes = self.column("boxes")
+        return MEMO.get(("annotations",), (boxes,), lambda: _decode.annotations(boxes))
+
+    def regions(self) -> list[list[Region] | None]:
+        """Each row's shown regions, decoded (see :func:`rewards._decode.shown_regions`)."""
+        names = ("region_boxes", "crop_windows", "image_size", "coord_frame")
+        columns = tuple(self.column(n) for n in names)
+        return MEMO.get(("regions",), columns,
+                        lambda: _decode.shown_regions(columns[0], columns[1], self.frames()))
+
+    def region_counts(self) -> list[int]:
+        """How many regions each row showed."""
+        regions = self.column("region_boxes")
+        return MEMO.get(("region_counts",), (regions,), lambda: _decode.region_counts(regions))
+
+    def citations(self, protocol: ProtocolConfig) -> list[set[int]]:
+        """The region numbers each examine answer cites."""
+        column = self.column("completions")
+        return MEMO.get(("citations", fingerprint(protocol)), (column,),
+                        lambda: _decode.citations(protocol, self.answers(protocol, "examine", "completions")))
 
 
 def check_stage_source(term: str, stage: object, source: object) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rewards._columns import as_label, as_size, decode_box, real_number, valid_boxes
+from rewards._columns import as_label, real_number
 from rewards._term import RewardTerm, Rows, Source, check_stage_source
 from zoomin.boxes import Box, match_boxes, mean_best_iou
 
@@ -45,32 +45,29 @@ class _BoxTerm(RewardTerm):
 
     def score(self, rows: Rows) -> list[float | None]:
         answers = rows.answers(self.protocol, "locate", self.source)
-        labels, gts = rows.column("label"), rows.column("boxes")
-        sizes, frames = rows.column("image_size"), rows.column("coord_frame")
+        decoded = rows.decoded_boxes(self.protocol, self.source)
         return [
-            self._one(a.boxes, label, gt, size, frame)
-            for a, label, gt, size, frame in zip(answers, labels, gts, sizes, frames)
+            self._one(a.boxes, pred, as_label(label), gt)
+            for a, pred, label, gt in zip(answers, decoded, rows.column("label"), rows.annotations())
         ]
 
     def _one(
-        self, boxes: list[list[float]] | None, label: object, gt: object, size: object, frame: object
+        self, boxes: list[list[float]] | None, pred: list[Box | None] | None, label: str | None, annotated: list[Box]
     ) -> float | None:
-        label = as_label(label)
+        """``boxes`` as parsed (model coordinates), ``pred`` the same decoded (None: no usable frame)."""
         if label is None:
             return None
         if boxes is None:
             return 0.0
-        annotated = valid_boxes(gt)
         if not annotated:
             if label == "real":
                 return self.real_boxes if boxes else self.real_empty
             return None
         if not boxes:
             return 0.0
-        image_size, coord_frame = as_size(size), as_size(frame)
-        if image_size is None or coord_frame is None:
+        if pred is None:
             return None
-        return self.measure([decode_box(b, image_size, coord_frame) for b in boxes], annotated)
+        return self.measure(pred, annotated)
 
     def measure(self, pred: list[Box | None], gt: list[Box]) -> float:
         """Score decoded predictions (None = invalid box) against a non-empty annotation."""

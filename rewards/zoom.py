@@ -38,7 +38,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from rewards._columns import as_label, as_numbers4, as_size, decode_box, inside, usable, valid_boxes
+from rewards._columns import as_label, inside, usable
+from rewards._decode import Frame, Region
 from rewards._term import RewardTerm, Rows
 from zoomin.boxes import Box, area
 from zoomin.protocol import Parsed
@@ -53,11 +54,6 @@ ZOOM_PARTS = ("valid_crops", "citations", "verdict_agreement", "coverage")
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
 
 
-def _regions(value: object) -> list:
-    """A row's ``region_boxes``/``crop_windows`` entry as a list (junk counts as no regions)."""
-    return list(value) if isinstance(value, (list, tuple)) else []
-
-
 @dataclass
 class ZoomValidCrops(RewardTerm):
     """Share of shown regions whose box and crop window are valid (see module docstring)."""
@@ -65,30 +61,19 @@ class ZoomValidCrops(RewardTerm):
     name: str = "zoom_valid_crops"
 
     def score(self, rows: Rows) -> list[float | None]:
-        return [
-            self._one(_regions(r), _regions(w), as_size(s), as_size(f))
-            for r, w, s, f in zip(
-                rows.column("region_boxes"), rows.column("crop_windows"),
-                rows.column("image_size"), rows.column("coord_frame"),
-            )
-        ]
+        return [self._one(regions, frame) for regions, frame in zip(rows.regions(), rows.frames())]
 
-    def _one(
-        self, regions: list, windows: list, size: tuple[float, float] | None, frame: tuple[float, float] | None
-    ) -> float | None:
-        if not regions or size is None or frame is None:
+    def _one(self, regions: list[Region] | None, frame: Frame) -> float | None:
+        if not regions or frame is None:
             return None
+        size = frame[0]
         min_w, min_h = min(self.protocol.crop.min_side, size[0]), min(self.protocol.crop.min_side, size[1])
-        valid = 0
-        for i, coords in enumerate(regions):
-            numbers = as_numbers4(coords)
-            box = decode_box(numbers, size, frame) if numbers is not None else None
-            window = as_numbers4(windows[i]) if i < len(windows) else None
-            valid += (
-                box is not None and inside(box, size)
-                and window is not None and usable(window) and inside(window, size)
-                and window[2] - window[0] >= min_w and window[3] - window[1] >= min_h
-            )
+        valid = sum(
+            box is not None and inside(box, size)
+            and window is not None and usable(window) and inside(window, size)
+            and window[2] - window[0] >= min_w and window[3] - window[1] >= min_h
+            for box, window in regions
+        )
         return valid / len(regions)
 
 
@@ -100,12 +85,14 @@ class ZoomCitations(RewardTerm):
 
     def score(self, rows: Rows) -> list[float | None]:
         answers = rows.answers(self.protocol, "examine", "completions")
-        return [self._one(a, len(_regions(r))) for a, r in zip(answers, rows.column("region_boxes"))]
+        return [
+            self._one(a, cited, n)
+            for a, cited, n in zip(answers, rows.citations(self.protocol), rows.region_counts())
+        ]
 
-    def _one(self, answer: Parsed, n_regions: int) -> float:
+    def _one(self, answer: Parsed, cited: set[int], n_regions: int) -> float:
         if not answer.think or not answer.think.strip():
             return 0.0
-        cited = self.protocol.cited_regions(answer.think)
         if not cited:
             return 1.0
         return sum(1 <= c <= n_regions for c in cited) / len(cited)
@@ -128,15 +115,20 @@ class ZoomVerdictAgreement(RewardTerm):
     def score(self, rows: Rows) -> list[float | None]:
         answers = rows.answers(self.protocol, "examine", "completions")
         pattern = _word_prefixes(self.artifact_words)
-        return [self._one(a, len(_regions(r)), pattern) for a, r in zip(answers, rows.column("region_boxes"))]
+        return [
+            self._one(a, cited, n, pattern)
+            for a, cited, n in zip(answers, rows.citations(self.protocol), rows.region_counts())
+        ]
 
-    def _one(self, answer: Parsed, n_regions: int, pattern: re.Pattern) -> float:
-        think = answer.think or ""
-        cited = self.protocol.cited_regions
+    def _one(self, answer: Parsed, cited: set[int], n_regions: int, pattern: re.Pattern) -> float:
+        """``cited``: the regions the whole ``<think>`` cites."""
         if answer.verdict == "fake":
-            return 1.0 if any(1 <= c <= n_regions for c in cited(think)) else 0.0
+            return 1.0 if any(1 <= c <= n_regions for c in cited) else 0.0
         if answer.verdict == "real":
-            flagged = any(cited(s) and pattern.search(s) for s in _SENTENCE_END.split(think))
+            if not cited:  # no sentence can cite a region then
+                return 1.0
+            cites = self.protocol.cited_regions
+            flagged = any(pattern.search(s) and cites(s) for s in _SENTENCE_END.split(answer.think or ""))
             return 0.0 if flagged else 1.0
         return 0.0
 
@@ -162,27 +154,21 @@ class ZoomCoverage(RewardTerm):
 
     def score(self, rows: Rows) -> list[float | None]:
         return [
-            self._one(as_label(label), gt, _regions(r), _regions(w), as_size(s), as_size(f))
-            for label, gt, r, w, s, f in zip(
-                rows.column("label"), rows.column("boxes"), rows.column("region_boxes"),
-                rows.column("crop_windows"), rows.column("image_size"), rows.column("coord_frame"),
+            self._one(as_label(label), annotated, regions, frame)
+            for label, annotated, regions, frame in zip(
+                rows.column("label"), rows.annotations(), rows.regions(), rows.frames()
             )
         ]
 
-    def _one(
-        self, label: str | None, gt: object, regions: list, windows: list,
-        size: tuple[float, float] | None, frame: tuple[float, float] | None,
-    ) -> float | None:
-        annotated = valid_boxes(gt)
-        if label != "fake" or not annotated or size is None or frame is None:
+    def _one(self, label: str | None, annotated: list[Box], regions: list[Region] | None, frame: Frame) -> float | None:
+        if label != "fake" or not annotated or regions is None or frame is None:
             return None
+        size = frame[0]
         limit = self.max_box_fraction * size[0] * size[1]
-        counted = []
-        for coords, window in zip(regions, windows):
-            numbers, window = as_numbers4(coords), as_numbers4(window)
-            box = decode_box(numbers, size, frame) if numbers is not None else None
-            if box is not None and area(box) <= limit and window is not None and usable(window):
-                counted.append(window)
+        counted = [
+            window for box, window in regions
+            if box is not None and area(box) <= limit and window is not None and usable(window)
+        ]
         total, covered = covered_area(annotated, counted)
         return covered / total if total > 0 else 0.0
 
@@ -190,21 +176,44 @@ class ZoomCoverage(RewardTerm):
 def covered_area(targets: list[Box], windows: list[Box]) -> tuple[float, float]:
     """``(area of the union of targets, area of that union inside the union of windows)``.
 
-    A sweep over vertical slabs cut at every box edge: within a slab each rectangle is a y-interval,
-    so the areas are slab width times merged interval lengths. Exact, and fast for the handful of
-    boxes a row has.
+    The covered part is the union of every target-window intersection, so both figures are areas of
+    unions, which :func:`union_area` computes exactly. Most rows have one or two annotated boxes and
+    disjoint crops, so the pairwise intersections are few and mostly take its fast paths.
     """
-    lo, hi = min(b[0] for b in targets), max(b[2] for b in targets)
-    xs = sorted({x for b in (*targets, *windows) for x in (b[0], b[2]) if lo <= x <= hi})
-    total = covered = 0.0
+    pieces = []
+    for t in targets:
+        for w in windows:
+            x1, y1, x2, y2 = max(t[0], w[0]), max(t[1], w[1]), min(t[2], w[2]), min(t[3], w[3])
+            if x1 < x2 and y1 < y2:
+                pieces.append([x1, y1, x2, y2])
+    total = union_area(targets)
+    return total, min(union_area(pieces), total)  # min: float rounding must never cover over 100%
+
+
+def union_area(boxes: list[Box]) -> float:
+    """Exact area of the union of well-formed boxes.
+
+    One or two boxes by inclusion-exclusion, pairwise disjoint boxes by their sum; otherwise a sweep
+    over vertical slabs cut at every box edge: within a slab each box is a y-interval, so the area is
+    slab width times merged lengths.
+    """
+    if len(boxes) <= 2:
+        if not boxes:
+            return 0.0
+        if len(boxes) == 1:
+            return area(boxes[0])
+        a, b = boxes
+        return area(a) + area(b) - area([max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])])
+    if not any(
+        a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for i, a in enumerate(boxes) for b in boxes[i + 1 :]
+    ):
+        return sum(map(area, boxes))
+    xs = sorted({x for b in boxes for x in (b[0], b[2])})
+    total = 0.0
     for x0, x1 in zip(xs, xs[1:]):
-        spans = _merge([(b[1], b[3]) for b in targets if b[0] <= x0 and b[2] >= x1])
-        if not spans:
-            continue
-        shown = _merge([(b[1], b[3]) for b in windows if b[0] <= x0 and b[2] >= x1])
+        spans = _merge([(b[1], b[3]) for b in boxes if b[0] <= x0 and b[2] >= x1])
         total += (x1 - x0) * sum(hi - lo for lo, hi in spans)
-        covered += (x1 - x0) * _overlap(spans, shown)
-    return total, covered
+    return total
 
 
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -215,19 +224,6 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
         else:
             merged.append((lo, hi))
     return merged
-
-
-def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
-    """Total length of the intersection of two sorted, disjoint interval lists."""
-    i = j = 0
-    length = 0.0
-    while i < len(a) and j < len(b):
-        length += max(0.0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return length
 
 
 @dataclass
@@ -264,9 +260,13 @@ class ZoomConsistency(RewardTerm):
             for name, part in self._parts.items()
             if (w := float(self.weights.get(name, 1.0))) > 0
         ]
+        weights = [w for w, _ in weighted]
         out: list[float | None] = []
-        for i in range(rows.n):
-            pairs = [(w, scores[i]) for w, scores in weighted if scores[i] is not None]
-            total = sum(w for w, _ in pairs)
-            out.append(sum(w * v for w, v in pairs) / total if pairs else None)
+        for values in zip(*(scores for _, scores in weighted)):
+            total = weighted_sum = 0.0
+            for w, v in zip(weights, values):
+                if v is not None:
+                    total += w
+                    weighted_sum += w * v
+            out.append(weighted_sum / total if total else None)  # every weight here is > 0
         return out

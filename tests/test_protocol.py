@@ -96,6 +96,13 @@ def test_fast_and_general_parsers_agree():
         fast = P._parse_well_formed(text, "locate")
         if fast is not None:
             assert fast == P._parse_any(text, "locate")
+    # The fast path takes multi-line reasoning and only answers whose every "<" is one of the stage's tags.
+    examine = ["<think>line one\nline two</think>\n<verdict>Fake</verdict>\n", "<think>a</think><verdict>real</verdict>x",
+               "<think>a<b</think><verdict>real</verdict>", "<think>a</think><boxes>[]</boxes><verdict>real</verdict>"]
+    fast = [P._parse_well_formed(t, "examine") for t in examine]
+    assert fast[0] == P._parse_any(examine[0], "examine") and fast[0].strict and fast[0].think == "line one\nline two"
+    assert fast[1:] == [None, None, None]
+    assert P.parse(examine[2], "examine").strict and not P.parse(examine[3], "examine").strict
 
 
 def test_examine_messages_introduce_each_region():
