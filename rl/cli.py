@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, default=160, help="largest image side in px")
     s.add_argument("--kinds", nargs="+", default=None, help="artifact kinds to plant (default: all)")
     s.add_argument("--strength", type=float, default=1.0, help="artifact intensity; 1 is the default look")
+    s.add_argument("--zoom-needed", action="store_true",
+                   help="the demo's set instead: fine artifacts only a zoomed crop keeps, and coarse cues in real "
+                        "and fake images alike (--side, --amplitude; the side and kind options above do not apply)")
+    s.add_argument("--side", type=int, default=224, help="zoom-needed: image side in px")
+    s.add_argument("--amplitude", type=float, default=24.0,
+                   help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (0: fakes look real)")
     s.set_defaults(run=_synth, command="data synth")
     _import_parser(data_sub)
     h = data_sub.add_parser("to-hf", help="a MagniFake folder as a `datasets` dataset with a dataset card")
@@ -216,8 +222,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from zoomin.synth import ARTIFACT_KINDS, synthesize
+    from zoomin.synth import ARTIFACT_KINDS, synthesize, synthesize_zoom_needed
 
+    if args.zoom_needed:
+        summary = synthesize_zoom_needed(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
+                                         side=args.side, amplitude=args.amplitude)
+        print(f"wrote zoom-needed MagniFake-mini to {args.out}: {summary}")
+        return 0
     summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
                          min_side=args.min_side, max_side=args.max_side, kinds=args.kinds or ARTIFACT_KINDS,
                          strength=args.strength)

@@ -36,3 +36,15 @@ def test_synth_then_validate(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path), "--n", "6", "--seed", "4"]) == 0
     assert main(["data", "validate", str(tmp_path / "train.jsonl")]) == 0
     assert "0 bad" in capsys.readouterr().out
+
+
+def test_synth_zoom_needed_is_the_demo_set(tmp_path, capsys):
+    from zoomin.synth import synthesize_zoom_needed
+
+    assert main(["data", "synth", "--zoom-needed", "--out", str(tmp_path / "cli"), "--n", "6", "--seed", "4",
+                 "--side", "112"]) == 0
+    synthesize_zoom_needed(tmp_path / "direct", n=6, seed=4, side=112)
+    for name in ("train.jsonl", "test.jsonl"):
+        assert (tmp_path / "cli" / name).read_text() == (tmp_path / "direct" / name).read_text()
+    assert main(["data", "validate", str(tmp_path / "cli" / "train.jsonl")]) == 0
+    assert "zoom-needed" in capsys.readouterr().out
