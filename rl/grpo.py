@@ -14,6 +14,7 @@ and runs it; the trainers never import it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from trl import GRPOTrainer, get_peft_config
@@ -26,6 +27,7 @@ from rl.joint import JointGRPOTrainer
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
 from rl.trainer import ZoomInGRPOTrainer
+from rl.vllm import check_vllm
 from zoomin.data import Record
 from zoomin.formats import grpo_dataset
 
@@ -40,12 +42,22 @@ def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
+    trainer, write_info, title = build(argv)
+    trainer.train(resume_from_checkpoint=resolve_resume(trainer.args.resume_from_checkpoint, trainer.args.output_dir))
+    finish(trainer, write_info, title)
+    return trainer
+
+
+def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
+    """The stage's trainer, ready to train, the writer of its checkpoint info and the run's title
+    (apart from :func:`main` for tests and benchmarks that look inside a run)."""
     run, model_args = parse(ZoomInGRPOConfig, prepare_distributed(argv))
     family = check_grpo(run, model_args)
     record_recipe("grpo", argv, run.output_dir)
 
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
+    check_vllm(run, protocol, processor, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     records = load_training_records(run, run.output_dir)
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":
@@ -72,6 +84,4 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
         protocol=protocol,
         **extra,
     )
-    trainer.train(resume_from_checkpoint=resolve_resume(run.resume_from_checkpoint, run.output_dir))
-    finish(trainer, write_info, f"GRPO {run.stage} {model_args.model_name_or_path}")
-    return trainer
+    return trainer, write_info, f"GRPO {run.stage} {model_args.model_name_or_path}"

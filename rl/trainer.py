@@ -11,6 +11,7 @@ from typing import Any
 
 from trl import GRPOTrainer
 
+from rl.vllm import engine_prompt_ids, trl_sends_unexpanded_ids, with_vision_guard
 from zoomin.protocol import ProtocolConfig
 from zoomin.special_tokens import vision_token_ids
 from zoomin.zoom import zoom_answer
@@ -23,13 +24,28 @@ class ZoomInGRPOTrainer(GRPOTrainer):
     or sampled answer per distinct image, by the run's generation settings), crops the boxes it
     names, and rewrites the examine prompts, images, ``region_boxes`` and ``crop_windows`` columns
     before TRL generates and scores query 2. Only query 2 is trained in this mode.
+
+    Vision placeholder tokens are never sampled, by HF generation or vLLM; under vLLM colocate the
+    engine gets one placeholder per image (:mod:`rl.vllm`), so rollouts come from the trained context.
     """
 
     def __init__(self, *args: Any, protocol: ProtocolConfig, crop_source: str = "annotations", **kwargs: Any):
+        run = kwargs["args"]
+        if run.use_vllm:  # read by TRL when it builds the engine's sampling parameters, in both modes
+            run.generation_kwargs = with_vision_guard(run.generation_kwargs, kwargs["model"].config,
+                                                      kwargs["processing_class"].tokenizer)
         super().__init__(*args, **kwargs)
         self.protocol = protocol
         self.crop_source = crop_source
-        self.generation_config.suppress_tokens = vision_token_ids(self.model.config)
+        if not self.use_vllm:  # TRL builds a generation config for HF generation only
+            self.generation_config.suppress_tokens = vision_token_ids(self.model.config)
+        self.collapse_image_runs = self.use_vllm and self.vllm_mode == "colocate" and not trl_sends_unexpanded_ids()
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        # TRL's vLLM branch uses these ids for the engine only; the trained ids stay expanded.
+        if self.collapse_image_runs:
+            prompt_ids = engine_prompt_ids(prompt_ids, self.processing_class.image_token_id)
+        return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
         if self.crop_source == "policy":
