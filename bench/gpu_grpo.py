@@ -75,6 +75,10 @@ def run(a: argparse.Namespace) -> None:
         "generation_s": statistics.median(c["seconds"] for c in gen),
         "generation_tokens_per_s": sum(c["completion_tokens"] for c in gen) / sum(c["seconds"] for c in gen),
         "step_s": statistics.median(steps),
+        # the on-policy check under vLLM: near 1 when the engine sampled from the trained context
+        "importance_ratio_mean": statistics.median(ratios) if (ratios := [
+            e["sampling/importance_sampling_ratio/mean"] for e in trainer.state.log_history
+            if "sampling/importance_sampling_ratio/mean" in e]) else None,
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
     }
     Path(a.out).write_text(json.dumps(result, indent=1))
@@ -88,11 +92,12 @@ def table(paths: list[str]) -> None:
           f"of up to {first['completion_tokens_per_step'] / first['completions_per_step']:.0f} tokens per step, "
           f"~{first['prompt_tokens_per_completion']:.0f} prompt tokens each, beta 0.04, medians over steps "
           f"2-{first['steps']}\n")
-    print("| generation | generation s/step | generated tokens/s | step s | peak torch GPU memory GiB |")
-    print("|---|---|---|---|---|")
+    print("| generation | generation s/step | generated tokens/s | step s | peak torch GPU memory GiB | importance ratio |")
+    print("|---|---|---|---|---|---|")
     for r in results:
+        ratio = "-" if r.get("importance_ratio_mean") is None else f"{r['importance_ratio_mean']:.3f}"
         print(f"| {r['mode']} | {r['generation_s']:.2f} | {r['generation_tokens_per_s']:.0f} | {r['step_s']:.2f} "
-              f"| {r['peak_gpu_memory_gib']:.1f} |")
+              f"| {r['peak_gpu_memory_gib']:.1f} | {ratio} |")
 
 
 def main() -> None:

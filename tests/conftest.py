@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
 from collections.abc import Callable
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from zoomin.tiny import build_tiny_vlm
+
+# The vLLM tier runs in its own environment (`make test-vllm`); where vLLM is absent it is not collected.
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_cpu"]
 
 
 @pytest.fixture(scope="session")
