@@ -1,6 +1,6 @@
 """Rollout tokens/s and GRPO step time, vLLM colocate vs HF generate, on the `small` model on the CPU.
 
-    OMP_NUM_THREADS=2 .venv-vllm/bin/python bench/vllm_cpu.py --out runs/vllm_cpu   # after `make vllm-env`
+    OMP_NUM_THREADS=2 .venv-vllm/bin/python -m bench.vllm_cpu --out runs/vllm_cpu   # after `make vllm-env`
 
 For each stage (locate; joint, with crops inserted) and each backend, one run of ``zoomin grpo``'s
 own trainer (:func:`rl.grpo.build`) in its own process: the same data, seed and prompts, a warm-up
@@ -101,8 +101,8 @@ def main() -> None:
     rows = []
     for stage in STAGES:
         for backend in BACKENDS:
-            subprocess.run([sys.executable, __file__, "--out", str(args.out), "--steps", str(args.steps),
-                            "--one", stage, backend], check=True, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+            subprocess.run([sys.executable, "-m", "bench.vllm_cpu", "--out", str(args.out), "--steps", str(args.steps),
+                            "--one", stage, backend], check=True, cwd=REPO, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
             rows.append(json.loads((args.out / f"{stage}-{backend}.json").read_text()))
     (args.out / "vllm_cpu.json").write_text(json.dumps(rows, indent=1))
     print("| stage | backend | rollout tokens/s | GRPO step (s, median) | trainer + engine build (s) |")
