@@ -63,8 +63,7 @@ def with_vision_guard(generation_kwargs: dict | None, model_config: Any, tokeniz
     """``generation_kwargs`` for vLLM's ``SamplingParams`` with the vision tokens banned (the user's own
     ``bad_words`` are kept)."""
     kwargs = dict(generation_kwargs or {})
-    banned = vision_bad_words(model_config, tokenizer)
-    kwargs["bad_words"] = [*kwargs.get("bad_words", []), *(w for w in banned if w not in kwargs.get("bad_words", []))]
+    kwargs["bad_words"] = list(dict.fromkeys([*kwargs.get("bad_words", []), *vision_bad_words(model_config, tokenizer)]))
     return kwargs
 
 
