@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the demo's set instead: fine artifacts only a zoomed crop keeps, and coarse cues in real "
                         "and fake images alike (--side, --amplitude; the side and kind options above do not apply)")
     s.add_argument("--side", type=int, default=224, help="zoom-needed: image side in px")
-    s.add_argument("--amplitude", type=float, default=24.0,
-                   help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (0: fakes look real)")
+    s.add_argument("--amplitude", type=float, default=None,
+                   help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (default 40; 0: fakes look real)")
     s.set_defaults(run=_synth, command="data synth")
     _import_parser(data_sub)
     h = data_sub.add_parser("to-hf", help="a MagniFake folder as a `datasets` dataset with a dataset card")
@@ -225,8 +225,9 @@ def _synth(args: argparse.Namespace) -> int:
     from zoomin.synth import ARTIFACT_KINDS, synthesize, synthesize_zoom_needed
 
     if args.zoom_needed:
+        amplitude = {} if args.amplitude is None else {"amplitude": args.amplitude}  # else the set's own default
         summary = synthesize_zoom_needed(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
-                                         side=args.side, amplitude=args.amplitude)
+                                         side=args.side, **amplitude)
         print(f"wrote zoom-needed MagniFake-mini to {args.out}: {summary}")
         return 0
     summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,

@@ -578,21 +578,29 @@ _CUE_COLOURS: dict[str, tuple[int, int, int]] = {
 _CUE_JITTER = 12
 _CUE_NOISE = 2.0
 """Grey levels of sensor-like noise in every cue, real or fake, so a clean patch is not perfectly flat."""
+ZOOM_AMPLITUDE = 40.0
+"""The fine pattern's default +- grey levels. At 24 the demo's from-scratch tower learnt it within its
+3-epoch warm-up on some seeds only (crop accuracy 1.00 on seed 1, chance on seed 2 even at 3x the
+learning rate); at 40 seed 2 learns it in the first 50 steps. The global view still averages it away."""
 _ZOOM_FAKE_TEXTS = (
-    "Zoomed in, {regions} {show} a fine checkerboard of alternating pixels under the flat colour, the "
-    "trace of an upsampling layer; the image is fake.",
-    "At full resolution {regions} {carry} a regular one-pixel grid pattern that no camera produces, so "
-    "the image is fake.",
-    "The crops reveal that {regions} {hide} a fine pixel checkerboard beneath the flat patch; such "
-    "upsampling traces mean the image is fake.",
+    "The zoomed crops show that {regions} {hide} a fine checkerboard of alternating pixels under the flat "
+    "colour, the trace of an upsampling layer; the image is fake.",
+    "The crops at full resolution show that {regions} {carry} a regular one-pixel grid pattern that no camera "
+    "produces, so the image is fake.",
+    "The crops reveal that {regions} {hide} a fine pixel checkerboard beneath the flat patch; such upsampling "
+    "traces mean the image is fake.",
 )
 _ZOOM_REAL_TEXTS = (
-    "Zoomed in, {regions} {be} clean: flat colour with smooth sensor noise and no pixel pattern; the image "
-    "is real.",
-    "At full resolution {regions} {show} only natural noise in a flat colour, with no regular grid, so the "
-    "image is real.",
+    "The zoomed crops show that {regions} {be} clean: flat colour with smooth sensor noise and no pixel pattern; "
+    "the image is real.",
+    "The crops at full resolution show that {regions} {carry} only natural noise in a flat colour, with no regular "
+    "grid, so the image is real.",
     "The crops show that {regions} {be} plain patches with smooth noise and nothing periodic; the image is real.",
 )
+"""Every explanation opens with "The": Qwen's pre-tokenizer splits ``<think>The`` into ``<think`` and
+``>The``, while an opening such as "Zoomed" leaves a bare ``>``, the token that ends every answer
+(``</verdict>`` is ``</``, ``verdict``, ``>``, then the end of the turn). With such openings the demo's
+small SFT model, decoding greedily, ended 40 of 64 test examine answers right after ``<think>``."""
 
 
 def _regions_phrase(k: int) -> str:
@@ -655,7 +663,7 @@ def synthesize_zoom_needed(
     side: int = 224,
     grid: int = 4,
     cues: tuple[int, int] = (1, 2),
-    amplitude: float = 24.0,
+    amplitude: float = ZOOM_AMPLITUDE,
 ) -> dict:
     """Write the zoom-needed MagniFake-mini to ``out_dir`` (``{train,test}.jsonl``, ``images/``,
     ``meta.json``, ``README.md``) and return its summary.
