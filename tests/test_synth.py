@@ -273,3 +273,16 @@ def test_fine_pattern_survives_in_the_zoomed_crop_and_not_in_the_global_view(zoo
         # relative to the image's own spread: under 1% left in the global view, over 10% in every crop
         assert global_diff < 0.01 and min(crop_diffs) > 10 * global_diff and min(crop_diffs) > 0.1, (
             r["id"], global_diff, crop_diffs)
+
+
+def test_zoom_needed_explanations_never_open_on_the_token_that_ends_an_answer(zoom_pair, tiny_vlm) -> None:
+    """Every examine answer ends ``</``, ``verdict``, ``>`` before the end of the turn; an explanation whose
+    first token after ``<think`` were that bare ``>`` let the small model's greedy decoding stop there."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vlm("qwen2_5_vl", "tiny"))
+    root, _ = zoom_pair
+    bare = tokenizer.convert_tokens_to_ids(">")
+    for r in [r for split in _records(root).values() for r in split]:
+        ids = tokenizer(f"<think>{r['explanation']}</think>", add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids[:1]) == "<think" and ids[1] != bare, (r["id"], tokenizer.convert_ids_to_tokens(ids[:3]))
