@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                         "and fake images alike (--side, --amplitude; the side and kind options above do not apply)")
     s.add_argument("--side", type=int, default=224, help="zoom-needed: image side in px")
     s.add_argument("--amplitude", type=float, default=None,
-                   help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (default 40; 0: fakes look real)")
+                   help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (default: zoomin.synth.ZOOM_AMPLITUDE; "
+                        "0: fakes look real)")
     s.set_defaults(run=_synth, command="data synth")
     _import_parser(data_sub)
     h = data_sub.add_parser("to-hf", help="a MagniFake folder as a `datasets` dataset with a dataset card")

@@ -174,13 +174,15 @@ class ArtifactProbe(nn.Module):
         token_logits = self.token_head(torch.cat(per_image)).squeeze(-1)
         image_logits = self.image_head(torch.stack([t.mean(0) for t in per_image])).squeeze(-1)
         out = {"token_logits": token_logits, "image_logits": image_logits}
+        if self.position_head is not None:
+            out["positions"] = self.position_head(torch.cat(per_image))
         if labels is not None:
             out["loss"] = self.box_weight * binary_cross_entropy_with_logits(
                 token_logits, token_targets
             ) + binary_cross_entropy_with_logits(image_logits, labels)
             if self.position_head is not None:
-                positions = self.position_head(torch.cat(per_image))
-                out["loss"] = out["loss"] + self.position_weight * mse_loss(positions, self.token_positions(image_grid_thw))
+                out["loss"] = out["loss"] + self.position_weight * mse_loss(
+                    out["positions"], self.token_positions(image_grid_thw))
         return out
 
     def token_positions(self, image_grid_thw: torch.Tensor) -> torch.Tensor:
@@ -195,11 +197,14 @@ class ArtifactProbe(nn.Module):
 
 @torch.no_grad()
 def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int = 32) -> dict[str, float | None]:
-    """Real/fake accuracy of the image head on whole images and on crops (None without crops), and
-    accuracy of the token head at half coverage."""
+    """Real/fake accuracy of the image head on whole images and on crops (None without crops),
+    accuracy of the token head at half coverage, and, with a position head, its mean error in
+    tokens (row and column averaged) on whole images: what the language model has to read a box's
+    coordinates from."""
     probe.eval()
     right = {False: 0, True: 0}
     right_tokens = tokens = 0
+    position_error, whole_tokens = 0.0, 0
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
         batch = collate([dataset[i] for i in indices])
@@ -209,11 +214,29 @@ def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int 
             right[dataset.is_crop(i)] += ok
         right_tokens += int(((out["token_logits"] > 0) == (batch["token_targets"] >= 0.5)).sum())
         tokens += len(batch["token_targets"])
+        if "positions" in out:
+            grid = batch["image_grid_thw"]
+            per_token = (out["positions"] - probe.token_positions(grid)).abs()
+            per_token = per_token * _token_grid_sides(grid, probe.merge)  # fractions -> tokens
+            whole = torch.cat([torch.full((int(t * h * w) // probe.merge**2,), not dataset.is_crop(i))
+                               for i, (t, h, w) in zip(indices, grid.tolist())])
+            position_error += float(per_token[whole].mean(1).sum())
+            whole_tokens += int(whole.sum())
     probe.train()
     n_crops = sum(dataset.is_crop(i) for i in range(len(dataset)))
     n_images = len(dataset) - n_crops
-    return {"image_accuracy": right[False] / n_images, "crop_accuracy": right[True] / n_crops if n_crops else None,
-            "token_accuracy": right_tokens / tokens}
+    metrics = {"image_accuracy": right[False] / n_images, "crop_accuracy": right[True] / n_crops if n_crops else None,
+               "token_accuracy": right_tokens / tokens}
+    if probe.position_head is not None:
+        metrics["position_error_tokens"] = position_error / whole_tokens if whole_tokens else None
+    return metrics
+
+
+def _token_grid_sides(image_grid_thw: torch.Tensor, merge: int) -> torch.Tensor:
+    """(rows, columns) of merged tokens for every token, in the order of ``token_positions``."""
+    sides = [torch.tensor([[h // merge, w // merge]], dtype=torch.float32).expand(int(t * h * w) // merge**2, 2)
+             for t, h, w in image_grid_thw.tolist()]
+    return torch.cat(sides)
 
 
 def main(argv: list[str] | None = None) -> Trainer:
