@@ -1,0 +1,73 @@
+"""Where a demo model's locate and examine answers go wrong, on a demo run folder.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/demo_probe.py runs/demo/sft --data runs/demo/data --n 80
+
+Zoom-needed MagniFake-mini annotates grid cells, so a located box is right or wrong by cell: for the
+first ``n`` images of each split this counts located boxes that are an annotated cell, and splits
+the first box's miss into row and column. For the test split it also counts malformed examine
+answers (``detect``) and prints a few. Figures in BENCHMARKS.md "Demo over seeds".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from zoomin.data import Record, load_records
+from zoomin.detector import ZoomInDetector
+
+
+def cell(box, side: float) -> tuple[int, int]:
+    """(column, row) of the grid cell a box starts in."""
+    return round(box[0] / side), round(box[1] / side)
+
+
+def locate_figures(detector: ZoomInDetector, records: list[Record], side: float) -> dict:
+    located = detector.locate_only([r.load_image() for r in records], batch_size=16)
+    recall = any_hit = count_ok = row_ok = col_ok = 0.0
+    for record, loc in zip(records, located):
+        truth = [cell(b, side) for b in record.boxes]
+        found = [cell(b, side) for b in loc.boxes]
+        recall += len(set(found) & set(truth)) / len(truth)
+        any_hit += bool(set(found) & set(truth))
+        count_ok += len(found) == len(truth)
+        if found:
+            row_ok += any(found[0][1] == t[1] for t in truth)
+            col_ok += any(found[0][0] == t[0] for t in truth)
+    n = len(records)
+    return {"cell_recall": recall / n, "any_box_on_a_cell": any_hit / n, "box_count_right": count_ok / n,
+            "first_box_row_right": row_ok / n, "first_box_column_right": col_ok / n}
+
+
+def examine_figures(detector: ZoomInDetector, records: list[Record], show: int = 3) -> dict:
+    detections = detector.detect([r.load_image() for r in records], batch_size=16)
+    problems: Counter[str] = Counter()
+    malformed = [d for d in detections if not d.examine_strict]
+    for d in malformed:
+        problems.update(p for p in d.problems if p.startswith("examine"))
+    for d in malformed[:show]:
+        print("malformed examine answer:", repr(d.examine_text[:240]))
+    return {"malformed_examine": len(malformed) / len(records), "problems": dict(problems.most_common(5))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="a run folder of the demo (e.g. runs/demo/sft)")
+    ap.add_argument("--data", type=Path, required=True, help="the demo's data folder (train.jsonl, test.jsonl)")
+    ap.add_argument("--n", type=int, default=80, help="images per split")
+    ap.add_argument("--cell", type=float, default=56.0, help="grid cell side in original pixels (224 px / 4)")
+    args = ap.parse_args(argv)
+    detector = ZoomInDetector.from_pretrained(args.run)
+    out = {}
+    for split in ("train", "test"):
+        records = load_records(args.data / f"{split}.jsonl", strict=True)[0][: args.n]
+        out[split] = locate_figures(detector, records, args.cell)
+    out["test"].update(examine_figures(detector, load_records(args.data / "test.jsonl", strict=True)[0][: args.n]))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
