@@ -199,12 +199,12 @@ class ArtifactProbe(nn.Module):
 def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int = 32) -> dict[str, float | None]:
     """Real/fake accuracy of the image head on whole images and on crops (None without crops),
     accuracy of the token head at half coverage, and, with a position head, its mean error in
-    tokens (row and column averaged) on whole images: what the language model has to read a box's
+    tokens on whole images, for rows and for columns: what the language model has to read a box's
     coordinates from."""
     probe.eval()
     right = {False: 0, True: 0}
     right_tokens = tokens = 0
-    position_error, whole_tokens = 0.0, 0
+    position_error, whole_tokens = torch.zeros(2), 0
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
         batch = collate([dataset[i] for i in indices])
@@ -220,7 +220,7 @@ def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int 
             per_token = per_token * _token_grid_sides(grid, probe.merge)  # fractions -> tokens
             whole = torch.cat([torch.full((int(t * h * w) // probe.merge**2,), not dataset.is_crop(i))
                                for i, (t, h, w) in zip(indices, grid.tolist())])
-            position_error += float(per_token[whole].mean(1).sum())
+            position_error += per_token[whole].sum(0)
             whole_tokens += int(whole.sum())
     probe.train()
     n_crops = sum(dataset.is_crop(i) for i in range(len(dataset)))
@@ -228,7 +228,8 @@ def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int 
     metrics = {"image_accuracy": right[False] / n_images, "crop_accuracy": right[True] / n_crops if n_crops else None,
                "token_accuracy": right_tokens / tokens}
     if probe.position_head is not None:
-        metrics["position_error_tokens"] = position_error / whole_tokens if whole_tokens else None
+        rows, columns = (position_error / whole_tokens).tolist() if whole_tokens else (None, None)
+        metrics.update(position_error_rows=rows, position_error_columns=columns)
     return metrics
 
 
