@@ -2,9 +2,9 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/demo_probe.py runs/demo/sft --data runs/demo/data --n 80
 
-Zoom-needed MagniFake-mini annotates grid cells, so a located box is right or wrong by cell: for the
-first ``n`` images of each split this counts located boxes that are an annotated cell, and splits
-the first box's miss into row and column. For the test split it also counts malformed examine
+Zoom-needed MagniFake-mini annotates grid cells (their size is read from the data's ``meta.json``),
+so a located box is right or wrong by cell: for the first ``n`` images of each split this counts
+located boxes that are an annotated cell, and splits the first box's miss into row and column. For the test split it also counts malformed examine
 answers (``detect``) and prints a few. Figures in BENCHMARKS.md "Demo over seeds".
 """
 
@@ -22,6 +22,17 @@ from zoomin.detector import ZoomInDetector
 def cell(box, side: float) -> tuple[int, int]:
     """(column, row) of the grid cell a box starts in."""
     return round(box[0] / side), round(box[1] / side)
+
+
+def cell_side(data: Path) -> float:
+    """The grid cell side in original pixels, from ``meta.json`` of a zoom-needed MagniFake-mini folder."""
+    meta = data / "meta.json"
+    try:
+        args = json.loads(meta.read_text())["args"]
+        return args["side"] / args["grid"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"{meta}: not the meta.json of a zoom-needed MagniFake-mini folder "
+                         f"(`zoomin data synth --zoom-needed` writes one): {e!r}") from e
 
 
 def locate_figures(detector: ZoomInDetector, records: list[Record], side: float) -> dict:
@@ -57,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a run folder of the demo (e.g. runs/demo/sft)")
     ap.add_argument("--data", type=Path, required=True, help="the demo's data folder (train.jsonl, test.jsonl)")
     ap.add_argument("--n", type=int, default=80, help="images per split")
-    ap.add_argument("--cell", type=float, default=56.0, help="grid cell side in original pixels (224 px / 4)")
     args = ap.parse_args(argv)
+    side = cell_side(args.data)
     detector = ZoomInDetector.from_pretrained(args.run)
     out = {}
     for split in ("train", "test"):
         records = load_records(args.data / f"{split}.jsonl", strict=True)[0][: args.n]
-        out[split] = locate_figures(detector, records, args.cell)
-    out["test"].update(examine_figures(detector, load_records(args.data / "test.jsonl", strict=True)[0][: args.n]))
+        out[split] = locate_figures(detector, records, side)
+    out["test"].update(examine_figures(detector, records))
     print(json.dumps(out, indent=2))
     return 0
 

@@ -215,11 +215,13 @@ def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int 
         right_tokens += int(((out["token_logits"] > 0) == (batch["token_targets"] >= 0.5)).sum())
         tokens += len(batch["token_targets"])
         if "positions" in out:
-            grid = batch["image_grid_thw"]
-            per_token = (out["positions"] - probe.token_positions(grid)).abs()
-            per_token = per_token * _token_grid_sides(grid, probe.merge)  # fractions -> tokens
-            whole = torch.cat([torch.full((int(t * h * w) // probe.merge**2,), not dataset.is_crop(i))
+            grid, m = batch["image_grid_thw"], probe.merge
+            # Per token: (rows, columns) of its image's token grid, to turn fractions into tokens.
+            sides = torch.cat([torch.tensor([[h // m, w // m]] * (t * h * w // m**2), dtype=torch.float32)
+                               for t, h, w in grid.tolist()])
+            whole = torch.cat([torch.full((t * h * w // m**2,), not dataset.is_crop(i))
                                for i, (t, h, w) in zip(indices, grid.tolist())])
+            per_token = (out["positions"] - probe.token_positions(grid)).abs() * sides
             position_error += per_token[whole].sum(0)
             whole_tokens += int(whole.sum())
     probe.train()
@@ -231,13 +233,6 @@ def probe_accuracy(probe: ArtifactProbe, dataset: ArtifactMaps, batch_size: int 
         rows, columns = (position_error / whole_tokens).tolist() if whole_tokens else (None, None)
         metrics.update(position_error_rows=rows, position_error_columns=columns)
     return metrics
-
-
-def _token_grid_sides(image_grid_thw: torch.Tensor, merge: int) -> torch.Tensor:
-    """(rows, columns) of merged tokens for every token, in the order of ``token_positions``."""
-    sides = [torch.tensor([[h // merge, w // merge]], dtype=torch.float32).expand(int(t * h * w) // merge**2, 2)
-             for t, h, w in image_grid_thw.tolist()]
-    return torch.cat(sides)
 
 
 def main(argv: list[str] | None = None) -> Trainer:
