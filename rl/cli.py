@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--zoom-needed", action="store_true",
                    help="the demo's set instead: fine artifacts only a zoomed crop keeps, and coarse cues in real "
                         "and fake images alike (--side, --amplitude; the side and kind options above do not apply)")
-    s.add_argument("--side", type=int, default=224, help="zoom-needed: image side in px")
+    s.add_argument("--side", type=int, default=256, help="zoom-needed: image side in px")
     s.add_argument("--amplitude", type=float, default=None,
                    help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (default: zoomin.synth.ZOOM_AMPLITUDE; "
                         "0: fakes look real)")

@@ -1,6 +1,6 @@
 """``zoomin demo`` / ``make demo``: the whole pipeline on the embedded default, on the CPU.
 
-small local Qwen2.5-VL + the zoom-needed synthetic MagniFake-mini -> vision warm-up -> SFT warm
+small local Qwen3-VL + the zoom-needed synthetic MagniFake-mini -> vision warm-up -> SFT warm
 start -> GRPO (locate, then examine) -> evaluation after SFT and after GRPO (locate-only, two-stage
 and random-crop accuracy) -> export -> detection pictures -> a comparison table. Every artefact lands
 under one folder; the stage recipes are the ones in ``recipes/tiny``. One seed decides everything,
@@ -49,10 +49,14 @@ def _train(module, recipe: str, model: Path, data: Path, out: Path, seed: int, *
                  "--output_dir", str(out), "--seed", str(seed), *extra])
 
 
-IMAGE_SIDE, GLOBAL_TOKENS = 224, 16
-"""224 px images shown to a model whose global view is 16 merged tokens (112 px): the processor
-halves every image, which averages the one-pixel checkerboard away, while a crop of a 56 px cue
-zoomed to 112 px keeps it. The zoom is then what the verdict needs."""
+FAMILY, IMAGE_SIDE, GLOBAL_TOKENS = "qwen3_vl", 256, 16
+"""256 px images shown to a Qwen3-VL whose global view is 16 merged tokens (128 px): the processor
+halves every image, which averages the one-pixel checkerboard away, while a crop of a 64 px cue
+zoomed to 128 px keeps it. The zoom is then what the verdict needs. Qwen3-VL rather than Qwen2.5-VL
+because its interleaved M-RoPE gives the width axis frequencies as high as the height axis's
+(Qwen2.5-VL's contiguous sections give columns the lowest ones), and its tower's absolute position
+embeddings let the warm-up's position loss train: the language model then names a cue's column
+(BENCHMARKS.md "Demo over seeds")."""
 CUES = (1, 2)
 """Coarse cues per image; each fills one cell of a 4x4 grid, so boxes are cells a small language
 model can learn to name."""
@@ -66,8 +70,8 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
     steps = [] if grpo_steps is None else ["--max_steps", str(grpo_steps)]
     train = data / "train.jsonl"
 
-    stages.run("build the small VLM (random weights, real Qwen2.5-VL architecture)",
-               lambda: build_tiny_vlm("qwen2_5_vl", "small", model, seed=seed, max_image_tokens=GLOBAL_TOKENS))
+    stages.run("build the small VLM (random weights, real Qwen3-VL architecture)",
+               lambda: build_tiny_vlm(FAMILY, "small", model, seed=seed, max_image_tokens=GLOBAL_TOKENS))
     stages.run(f"synthesise zoom-needed MagniFake-mini ({n} images)", lambda: print(synthesize_zoom_needed(
         data, n=n, seed=seed, side=IMAGE_SIDE, cues=CUES)))
     test_records, report = load_records(data / "test.jsonl", strict=True)

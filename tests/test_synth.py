@@ -228,7 +228,7 @@ def test_zoom_needed_cues_are_annotated_cells_in_both_classes(zoom_pair: tuple[P
     for r in rows:
         assert 1 <= len(r["boxes"]) <= 3 and len(r["region_notes"]) == len(r["boxes"])
         for x1, y1, x2, y2 in r["boxes"]:
-            assert x1 % 56 == y1 % 56 == 0 and x2 - x1 == y2 - y1 == 56  # one cell of the 4x4 grid
+            assert x1 % 64 == y1 % 64 == 0 and x2 - x1 == y2 - y1 == 64  # one cell of the 4x4 grid (256 px)
         for i in range(1, len(r["boxes"]) + 1):
             assert f"Region {i}" in r["explanation"]  # the explanation cites every cue, real or fake
         assert r["explanation"].endswith(f"the image is {r['label']}.") or f"image is {r['label']}" in r["explanation"]
@@ -248,16 +248,18 @@ def test_zoom_needed_pattern_lies_only_in_a_fakes_cues(zoom_pair: tuple[Path, Pa
 
 
 def test_fine_pattern_survives_in_the_zoomed_crop_and_not_in_the_global_view(zoom_pair, tiny_vlm) -> None:
-    """The demo's premise, measured through the real processor: the global view (16 merged tokens, so a
-    224 px image is halved) loses the pattern, a crop at the cue keeps it."""
+    """The demo's premise, measured through the real processor of the demo's family: the global view
+    (16 merged tokens, 128 px, so a 256 px image is halved) loses the pattern, a crop at the cue, with
+    the demo's crop policy (recipes/tiny/warmup.yaml), keeps it."""
     from transformers import AutoProcessor
 
     from zoomin.codecs import BoxCodec
-    from zoomin.protocol import ProtocolConfig
+    from zoomin.protocol import CropPolicy, ProtocolConfig
     from zoomin.zoom import zoom_in
 
-    processor = AutoProcessor.from_pretrained(tiny_vlm("qwen2_5_vl", "tiny"))  # 16 merged tokens per image
-    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen2_5_vl", processor))
+    processor = AutoProcessor.from_pretrained(tiny_vlm("qwen3_vl", "tiny"))  # 16 merged tokens per image
+    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen3_vl", processor),
+                              crop=CropPolicy(pad_ratio=0.0, resize_longest=128))
     with_pattern, without = zoom_pair
 
     def pixels(image: Image.Image):

@@ -661,7 +661,7 @@ def synthesize_zoom_needed(
     n: int = 400,
     seed: int = 0,
     test_fraction: float = 0.2,
-    side: int = 224,
+    side: int = 256,
     grid: int = 4,
     cues: tuple[int, int] = (1, 2),
     amplitude: float = ZOOM_AMPLITUDE,
@@ -673,8 +673,8 @@ def synthesize_zoom_needed(
     ``grid`` x ``grid`` layout (so every annotated box is a cell: coordinates a small language model
     can learn to write). Every pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard
     of one-pixel period, and nothing else tells the classes apart. Pick ``side`` larger than the
-    model's global view: the demo's model sees 112 px (16 merged tokens), so at 224 px the processor
-    halves the image and the pattern averages out, while a crop at a cue, zoomed to 112 px, keeps it.
+    model's global view: the demo's Qwen3-VL sees 128 px (16 merged tokens), so at 256 px the processor
+    halves the image and the pattern averages out, while a crop at a cue, zoomed to 128 px, keeps it.
     Same arguments give byte-identical files; ``amplitude=0`` gives the same images without the pattern.
     """
     if n < 2:
