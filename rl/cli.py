@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--size", default="tiny", help="tiny (unit tests) | small (the demo)")
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-image-tokens", type=int, default=None,
+                   help="merged vision tokens per image, the processor's global view (default: the size's own; "
+                        "the demo's is 16, so a 256 px image is halved and only a zoomed crop keeps fine detail)")
     t.set_defaults(run=_tiny, command="tiny")
 
     det = sub.add_parser("detect", help="run both queries on images: verdict, boxes, explanation")
@@ -362,7 +365,7 @@ def _annotate(args: argparse.Namespace) -> int:
 def _tiny(args: argparse.Namespace) -> int:
     from zoomin.tiny import build_tiny_vlm
 
-    out = build_tiny_vlm(args.family, args.size, args.out, seed=args.seed)
+    out = build_tiny_vlm(args.family, args.size, args.out, seed=args.seed, max_image_tokens=args.max_image_tokens)
     print(f"wrote {args.size} {args.family} model to {out}")
     return 0
 

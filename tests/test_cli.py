@@ -9,6 +9,7 @@ from rl.cli import main
     ("argv", "fragment"),
     [
         (["tiny", "--family", "llava", "--out", "x"], "llava"),
+        (["tiny", "--family", "qwen3_vl", "--out", "x", "--max-image-tokens", "2"], "max_image_tokens"),
         (["data", "synth", "--out", "x", "--n", "1"], "n"),
         (["eval", "--checkpoint", "/no/such/dir", "--data", "/no/such.jsonl"], "no such"),
         (["export", "--from", "/no/such/run", "--out", "x"], "no such training folder"),
@@ -48,3 +49,17 @@ def test_synth_zoom_needed_is_the_demo_set(tmp_path, capsys):
         assert (tmp_path / "cli" / name).read_text() == (tmp_path / "direct" / name).read_text()
     assert main(["data", "validate", str(tmp_path / "cli" / "train.jsonl")]) == 0
     assert "zoom-needed" in capsys.readouterr().out
+
+
+def test_tiny_builds_the_demos_model(tmp_path, capsys):
+    """`zoomin tiny` with the demo's global view gives the demo's processor: 16 merged tokens per image."""
+    from transformers import AutoProcessor
+
+    from rl.demo import FAMILY, GLOBAL_TOKENS
+
+    out = tmp_path / "small"
+    assert main(["tiny", "--family", FAMILY, "--size", "small", "--out", str(out),
+                 "--max-image-tokens", str(GLOBAL_TOKENS)]) == 0
+    image_processor = AutoProcessor.from_pretrained(out).image_processor
+    factor = image_processor.patch_size * image_processor.merge_size
+    assert image_processor.size["longest_edge"] == GLOBAL_TOKENS * factor**2
