@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--zoom-needed", action="store_true",
                    help="the demo's set instead: fine artifacts only a zoomed crop keeps, and coarse cues in real "
                         "and fake images alike (--side, --amplitude; the side and kind options above do not apply)")
-    s.add_argument("--side", type=int, default=256, help="zoom-needed: image side in px")
+    s.add_argument("--side", type=int, default=None,
+                   help="zoom-needed: image side in px (default: zoomin.synth.synthesize_zoom_needed's, the demo's)")
     s.add_argument("--amplitude", type=float, default=None,
                    help="zoom-needed: the fine pattern's +/- intensity in fakes' cues (default: zoomin.synth.ZOOM_AMPLITUDE; "
                         "0: fakes look real)")
@@ -229,9 +230,8 @@ def _synth(args: argparse.Namespace) -> int:
     from zoomin.synth import ARTIFACT_KINDS, synthesize, synthesize_zoom_needed
 
     if args.zoom_needed:
-        amplitude = {} if args.amplitude is None else {"amplitude": args.amplitude}  # else the set's own default
-        summary = synthesize_zoom_needed(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,
-                                         side=args.side, **amplitude)
+        given = {k: v for k in ("side", "amplitude") if (v := getattr(args, k)) is not None}  # else the set's own
+        summary = synthesize_zoom_needed(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction, **given)
         print(f"wrote zoom-needed MagniFake-mini to {args.out}: {summary}")
         return 0
     summary = synthesize(args.out, n=args.n, seed=args.seed, test_fraction=args.test_fraction,

@@ -250,16 +250,20 @@ def test_zoom_needed_pattern_lies_only_in_a_fakes_cues(zoom_pair: tuple[Path, Pa
 def test_fine_pattern_survives_in_the_zoomed_crop_and_not_in_the_global_view(zoom_pair, tiny_vlm) -> None:
     """The demo's premise, measured through the real processor of the demo's family: the global view
     (16 merged tokens, 128 px, so a 256 px image is halved) loses the pattern, a crop at the cue, with
-    the demo's crop policy (recipes/tiny/warmup.yaml), keeps it."""
+    the crop policy of the demo's warm-up recipe (which every later stage inherits), keeps it."""
+    import yaml
     from transformers import AutoProcessor
 
+    from rl.demo import FAMILY, GLOBAL_TOKENS, RECIPES
     from zoomin.codecs import BoxCodec
-    from zoomin.protocol import CropPolicy, ProtocolConfig
+    from zoomin.protocol import ProtocolConfig
     from zoomin.zoom import zoom_in
 
-    processor = AutoProcessor.from_pretrained(tiny_vlm("qwen3_vl", "tiny"))  # 16 merged tokens per image
-    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen3_vl", processor),
-                              crop=CropPolicy(pad_ratio=0.0, resize_longest=128))
+    processor = AutoProcessor.from_pretrained(tiny_vlm(FAMILY, "tiny"))  # `tiny` has the demo's global view
+    factor = processor.image_processor.patch_size * processor.image_processor.merge_size
+    assert processor.image_processor.size["longest_edge"] == GLOBAL_TOKENS * factor**2
+    crop = yaml.safe_load((RECIPES / "warmup.yaml").read_text())["protocol"]["crop"]
+    protocol = ProtocolConfig(codec=BoxCodec.from_processor(FAMILY, processor), crop=crop)
     with_pattern, without = zoom_pair
 
     def pixels(image: Image.Image):
