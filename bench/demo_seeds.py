@@ -5,8 +5,10 @@
 Each seed runs ``zoomin demo --seed N`` in its own process (as ``make demo SEED=N`` does; the seed
 reaches the data, the model's initialisation and every stage), one after another so that the wall
 times are those of a lone run. A seed whose folder already holds ``metrics.json`` and ``timing.json``
-is read, not rerun (``--rerun`` forces it). Prints a markdown table, writes it to OUT/seeds.md and
-the numbers to OUT/seeds.json, and checks each figure against the demo's targets.
+is read, not rerun (``--rerun`` forces it). ``--set STAGE.KEY=VALUE`` is passed to every seed's
+``zoomin demo``, so a variant of the recipe runs over the seeds with one command. Prints a markdown
+table, writes it to OUT/seeds.md and the numbers to OUT/seeds.json, and checks each figure against
+the demo's targets.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ HEADLINE = ("accuracy", "f1", "auroc", "iou", "bleu2", "rougeL")
 """Metrics that GRPO must not lower by more than 0.02 below SFT-only."""
 
 
-def run_seed(seed: int, out: Path, rerun: bool) -> dict:
+def run_seed(seed: int, out: Path, rerun: bool, settings: list[str]) -> dict:
     folder = out / f"seed{seed}"
     if rerun or not (folder / "timing.json").is_file():
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         started = time.perf_counter()
         with (out / f"seed{seed}.log").open("w") as log:
-            subprocess.run([sys.executable, "-m", "rl.cli", "demo", "--out", str(folder), "--seed", str(seed)],
+            subprocess.run([sys.executable, "-m", "rl.cli", "demo", "--out", str(folder), "--seed", str(seed),
+                            *(f"--set={s}" for s in settings)],
                            env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
         (folder / "timing.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
     return figures(folder)
@@ -106,10 +109,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/seeds")
     ap.add_argument("--rerun", action="store_true", help="rerun seeds whose results exist")
+    ap.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", dest="settings",
+                    help="a change to the demo's recipe, passed to every seed's zoomin demo")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = {seed: run_seed(seed, out, args.rerun) for seed in args.seeds}
+    rows = {seed: run_seed(seed, out, args.rerun, args.settings) for seed in args.seeds}
     text = table(rows)
     (out / "seeds.md").write_text(text + "\n")
     (out / "seeds.json").write_text(json.dumps(rows, indent=2) + "\n")

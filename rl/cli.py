@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seeds the data, the model's initialisation and every stage")
     d.add_argument("--grpo_steps", type=int, default=None,
                    help="GRPO steps per stage (default: the recipes'); few steps make a quick smoke run")
+    d.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", dest="settings",
+                   help="change one stage's recipe (stages: warmup, sft, grpo_locate, grpo_examine), e.g. "
+                        "--set sft.num_train_epochs=4 --set 'grpo_examine.reward_weights=2 1 0.25 0.25'")
     d.set_defaults(run=_demo, command="demo")
     return p
 
@@ -492,9 +495,14 @@ def _need_gradio(command: str) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rl.config import RecipeError
     from rl.demo import run_demo
 
-    return run_demo(Path(args.out), n=args.n, seed=args.seed, grpo_steps=args.grpo_steps)
+    try:
+        return run_demo(Path(args.out), n=args.n, seed=args.seed, grpo_steps=args.grpo_steps, settings=args.settings)
+    except RecipeError as e:
+        print(f"zoomin demo: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _positive_int(text: str) -> int:

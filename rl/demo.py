@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from importlib.util import find_spec
 from pathlib import Path
 
+from trl import ModelConfig
+
 from rl import grpo, sft, warmup
 from rl.card import Evaluation
+from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig
 from rl.export import export, pick_examples
 from zoomin.data import load_records
 from zoomin.detector import ZoomInDetector
@@ -44,9 +48,38 @@ class _Stages:
         return result
 
 
-def _train(module, recipe: str, model: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
-    module.main(["--config", str(RECIPES / recipe), "--model_name_or_path", str(model), "--train_data", str(data),
-                 "--output_dir", str(out), "--seed", str(seed), *extra])
+STAGES = {"warmup": warmup.ZoomInWarmupConfig, "sft": ZoomInSFTConfig, "grpo_locate": ZoomInGRPOConfig,
+          "grpo_examine": ZoomInGRPOConfig}
+"""The demo's training stages (each runs ``recipes/tiny/<stage>.yaml``) and their config classes."""
+SET_BY_THE_DEMO = ("model_name_or_path", "train_data", "output_dir", "seed")
+
+
+def stage_overrides(settings: list[str]) -> dict[str, list[str]]:
+    """``STAGE.KEY=VALUE`` settings as extra command-line arguments per stage, e.g.
+    ``sft.learning_rate=1e-3`` -> ``{"sft": ["--learning_rate", "1e-3"]}``; a list value is written
+    with spaces (``grpo_examine.reward_weights=1 1 0.25 0.25``). Checked against each stage's config
+    before anything runs, so a typo fails now rather than after the stages before it."""
+    extra: dict[str, list[str]] = {stage: [] for stage in STAGES}
+    for setting in settings:
+        target, sep, value = setting.partition("=")
+        stage, dot, key = target.partition(".")
+        if not (sep and dot and key and value.strip()):
+            raise RecipeError(f"--set {setting!r}: expected STAGE.KEY=VALUE, e.g. sft.learning_rate=1e-3")
+        if stage not in STAGES:
+            raise RecipeError(f"--set {setting!r}: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        if key in SET_BY_THE_DEMO:
+            raise RecipeError(f"--set {setting!r}: the demo sets {key} itself (use --out and --seed)")
+        known = {f.name for cls in (STAGES[stage], ModelConfig) for f in fields(cls)}
+        if key not in known:
+            raise RecipeError(f"--set {setting!r}: {stage} has no setting {key!r} (see recipes/tiny/{stage}.yaml "
+                              f"and `zoomin {stage.partition('_')[0]} --help`)")
+        extra[stage] += [f"--{key}", *value.split()]
+    return extra
+
+
+def _train(module, stage: str, model: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
+    module.main(["--config", str(RECIPES / f"{stage}.yaml"), "--model_name_or_path", str(model),
+                 "--train_data", str(data), "--output_dir", str(out), "--seed", str(seed), *extra])
 
 
 FAMILY, IMAGE_SIDE, GLOBAL_TOKENS = "qwen3_vl", 256, 16
@@ -63,10 +96,14 @@ CUES = (1, 2)
 model can learn to name."""
 
 
-def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = None) -> int:
-    """Run every stage under ``out``; ``seed`` reaches the data, the model's initialisation and every stage."""
+def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = None,
+             settings: list[str] = ()) -> int:
+    """Run every stage under ``out``; ``seed`` reaches the data, the model's initialisation and every
+    stage. ``settings`` (``STAGE.KEY=VALUE``, see ``stage_overrides``) change a stage's recipe, so an
+    ablation of the demo is one rerunnable command; each stage records its arguments in its folder."""
     out = Path(out)
     data, model = out / "data", out / "model"
+    extra = stage_overrides(list(settings))
     stages = _Stages(total=11)
     steps = [] if grpo_steps is None else ["--max_steps", str(grpo_steps)]
     train = data / "train.jsonl"
@@ -78,12 +115,13 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
     test_records, report = load_records(data / "test.jsonl", strict=True)
     print(report.summary())
     stages.run("vision warm-up (artifact maps of whole images and zoomed crops)", lambda: _train(
-        warmup, "warmup.yaml", model, train, out / "warmup", seed, "--eval_data", str(data / "test.jsonl")))
-    stages.run("SFT warm start", lambda: _train(sft, "sft.yaml", out / "warmup", train, out / "sft", seed))
-    stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate.yaml", out / "sft", train, out / "grpo_locate", seed,
-                                             *steps))
-    stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine.yaml", out / "grpo_locate", train,
-                                              out / "grpo_examine", seed, *steps))
+        warmup, "warmup", model, train, out / "warmup", seed, "--eval_data", str(data / "test.jsonl"),
+        *extra["warmup"]))
+    stages.run("SFT warm start", lambda: _train(sft, "sft", out / "warmup", train, out / "sft", seed, *extra["sft"]))
+    stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate", out / "sft", train, out / "grpo_locate", seed,
+                                             *steps, *extra["grpo_locate"]))
+    stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine", out / "grpo_locate", train,
+                                              out / "grpo_examine", seed, *steps, *extra["grpo_examine"]))
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
         results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl.demo import _reward_trend
+from rl.config import RecipeError
+from rl.demo import _reward_trend, stage_overrides
 
 
 def test_reward_trend_averages_the_first_and_last_logged_steps(tmp_path: Path) -> None:
@@ -21,6 +22,37 @@ def test_reward_trend_averages_the_first_and_last_logged_steps(tmp_path: Path) -
     first, last = _reward_trend(tmp_path)
     assert abs(first - 0.2) < 1e-9 and abs(last - 0.7) < 1e-9
     assert _reward_trend(tmp_path, window=1) == (0.1, 0.9)
+
+
+def test_settings_become_each_stages_arguments() -> None:
+    extra = stage_overrides(["sft.num_train_epochs=4", "warmup.position_weight=10",
+                             "grpo_examine.reward_weights=2 1 0.25 0.25", "sft.learning_rate=1e-3"])
+    assert extra == {"warmup": ["--position_weight", "10"],
+                     "sft": ["--num_train_epochs", "4", "--learning_rate", "1e-3"],
+                     "grpo_locate": [],
+                     "grpo_examine": ["--reward_weights", "2", "1", "0.25", "0.25"]}
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("sft.learning_rate", "expected STAGE.KEY=VALUE"),
+    ("learning_rate=1e-3", "expected STAGE.KEY=VALUE"),
+    ("sft.learning_rate= ", "expected STAGE.KEY=VALUE"),
+    ("grpo.learning_rate=1e-3", "unknown stage 'grpo'"),
+    ("sft.learnig_rate=1e-3", "sft has no setting 'learnig_rate'"),
+    ("warmup.num_generations=8", "warmup has no setting 'num_generations'"),
+    ("grpo_locate.output_dir=/tmp/x", "the demo sets output_dir itself"),
+])
+def test_a_bad_setting_is_refused_before_anything_runs(setting: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        stage_overrides([setting])
+
+
+def test_demo_refuses_a_bad_setting_on_the_command_line(tmp_path: Path, capsys) -> None:
+    from rl.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--set", "sft.learnig_rate=1e-3"]) == 2
+    assert "sft has no setting 'learnig_rate'" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing was built
 
 
 def _weights(run_dir: Path) -> dict:
