@@ -70,6 +70,11 @@ class ZoomInSFTConfig(SFTConfig, ZoomInArguments):
     activation_checkpointing: bool = field(
         default=False, metadata={"help": "Trade compute for memory; worth it from ~3B parameters up."}
     )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Kept False: the SFT rows carry where their images come from, and the images are "
+                          "attached when a row is read (zoomin.formats.sft_dataset)."},
+    )
 
 
 @dataclass

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datasets
 from trl import SFTTrainer, get_peft_config
 
 from rl.checkpoints import CompletionMarker, resolve_resume
@@ -13,7 +12,7 @@ from rl.config import ZoomInSFTConfig, check_common, parse
 from rl.distributed import prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
-from zoomin.formats import sft_examples
+from zoomin.formats import sft_dataset
 
 
 def main(argv: list[str] | None = None) -> SFTTrainer:
@@ -24,7 +23,7 @@ def main(argv: list[str] | None = None) -> SFTTrainer:
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
-    train = datasets.Dataset.from_list(list(sft_examples(records, protocol, run.locate_repeats)))
+    train = sft_dataset(records, protocol, run.locate_repeats)
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "sft", argv, run.train_data,
                             len(records))
 

@@ -20,7 +20,7 @@ from zoomin.checkpoint import (
 )
 from zoomin.codecs import BoxCodec
 from zoomin.data import load_records
-from zoomin.formats import sft_examples
+from zoomin.formats import sft_rows
 from zoomin.protocol import ProtocolConfig
 from zoomin.synth import synthesize
 
@@ -83,7 +83,7 @@ def test_default_budgets_are_greedy_and_hold_every_magnifake_mini_answer(tiny_vl
     processor = AutoProcessor.from_pretrained(tiny_vlm())
     protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen2_5_vl", processor))
     longest = [0, 0]
-    for i, example in enumerate(sft_examples(records, protocol)):
+    for i, example in enumerate(sft_rows(records, protocol)):
         answer = example["completion"][0]["content"][0]["text"]
         longest[i % 2] = max(longest[i % 2], len(processor.tokenizer(answer)["input_ids"]) + 1)  # + <|im_end|>
     assert longest[0] <= info.generation["locate"]["max_new_tokens"]

@@ -22,7 +22,7 @@ from zoomin.checkpoint import CheckpointInfo
 from zoomin.codecs import BoxCodec
 from zoomin.data import load_records
 from zoomin.evaluate import evaluate
-from zoomin.formats import grpo_dataset, sft_examples
+from zoomin.formats import grpo_dataset, sft_dataset, sft_rows
 from zoomin.images import ImageProblem, load_rgb
 from zoomin.protocol import ProtocolConfig
 
@@ -115,19 +115,23 @@ def test_grpo_rows_swap_an_unreadable_image_for_a_whole_spare_row(tmp_path, bomb
     assert len(warned) == 1 and "record 2" in warned[0] and "record 1 takes its place" in warned[0]
 
 
-def test_sft_leaves_out_an_unreadable_record(tmp_path, bomb_png, caplog):
+def test_sft_rows_swap_an_unreadable_image_for_a_whole_spare_row(tmp_path, bomb_png, caplog):
     records = _records_then_break(tmp_path, bomb_png)
+    ds = sft_dataset(records, ProtocolConfig(), locate_repeats=3)
+    assert len(ds) == 4 * len(records)          # per record: the locate example three times, then examine
     with caplog.at_level(logging.WARNING, logger="zoomin.formats"):
-        examples = list(sft_examples(records, ProtocolConfig()))
-    assert len(examples) == 2 * (len(records) - 1)
-    assert "left out record 2" in caplog.text
-    repeated = list(sft_examples(records, ProtocolConfig(), locate_repeats=3))
-    assert len(repeated) == 4 * (len(records) - 1)
-    locate, examine = repeated[:3], repeated[3]  # per record: the locate example three times, then examine
-    assert all(e["prompt"] == locate[0]["prompt"] and e["completion"] == locate[0]["completion"] for e in locate)
-    assert len(locate[0]["images"]) == 1 and len(examine["images"]) > 1
+        first, bad = ds[0:4], ds[4:8]           # record 1 (readable), record 2 (its image broke after loading)
+    locate, examine = first["completion"][:3], first["completion"][3]
+    assert locate == [locate[0]] * 3 and "<boxes>" in locate[0][0]["content"][0]["text"]
+    assert "<boxes>" not in examine[0]["content"][0]["text"]
+    assert [len(images) for images in first["images"]] == [1, 1, 1, 2]  # examine: the original and its crop
+    assert bad["id"] == ["1"] * 4               # every row of record 2 is the spare (record 1's locate row)
+    assert bad["completion"] == [locate[0]] * 4 and bad["prompt"] == [first["prompt"][0]] * 4
+    assert np.array_equal(np.asarray(bad["images"][3][0]), np.asarray(first["images"][0][0]))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "record 2" in warned[0] and "record 1 takes its place" in warned[0]
     with pytest.raises(ValueError, match="locate_repeats"):
-        next(sft_examples(records, ProtocolConfig(), locate_repeats=0))
+        sft_rows(records, ProtocolConfig(), locate_repeats=0)
 
 
 def test_warmup_serves_the_next_readable_record_with_its_own_targets(tiny_vlm, tmp_path, bomb_png, caplog):

@@ -9,26 +9,27 @@ Both queries' targets come from one record:
 
 GRPO rows carry every column a reward needs (label, boxes in original pixels, reference
 explanation, original size, coordinate frame, and for examine the regions shown and the windows
-cropped) so that no reward loads a processor or guesses a convention. Images are decoded lazily
-on access, so a 20k-record dataset does not sit decoded in memory.
+cropped) so that no reward loads a processor or guesses a convention. In both, images are decoded
+(and crops zoomed) on access, so a 20k-record dataset neither sits decoded in memory nor is
+re-encoded before the first step.
 
 Records were validated when loaded, but a file can still change or vanish during a days-long run. An
 image that no longer decodes never ends the run and never pairs one record's label with another's
-pixels: SFT leaves the record out, and a GRPO row is replaced whole (prompt, label, boxes, images)
-by a spare record that decoded when the dataset was built, with a warning naming both.
+pixels: the row is replaced whole (prompt, answer or reward columns, images) by a spare record that
+decoded when the dataset was built, with a warning naming both.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from zoomin.codecs import encode_with_frame
 from zoomin.data import Record
 from zoomin.images import ImageProblem, load_rgb
 from zoomin.protocol import ProtocolConfig
-from zoomin.zoom import region_columns, zoom, zoom_in
+from zoomin.zoom import region_columns, zoom
 
 GrpoStage = Literal["locate", "examine", "joint"]
 GRPO_STAGES: tuple[str, ...] = ("locate", "examine", "joint")
@@ -57,25 +58,37 @@ def locate_target(record: Record, protocol: ProtocolConfig) -> str:
     return protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
 
 
-def sft_examples(records: Sequence[Record], protocol: ProtocolConfig, locate_repeats: int = 1) -> Iterator[dict]:
-    """Examples per record in TRL's prompt-completion form with images, so SFTTrainer puts the loss
-    on the answer tokens only: the locate example ``locate_repeats`` times, then the examine one.
-    Naming boxes in pixel coordinates is the slower skill for a model trained from scratch, and a
-    locate example is the shorter of the two, so repeating it buys localisation cheaply."""
+def sft_rows(records: Sequence[Record], protocol: ProtocolConfig, locate_repeats: int = 1) -> list[dict]:
+    """The image-free part of the SFT examples, in TRL's prompt-completion form (so SFTTrainer puts the
+    loss on the answer tokens only): per record the locate example ``locate_repeats`` times, then the
+    examine one (the original plus a zoomed crop per annotated box). Naming boxes is the slower skill
+    for a model trained from scratch, and a locate example is the shorter of the two, so repeating it
+    buys localisation cheaply."""
     if locate_repeats < 1:
         raise ValueError(f"locate_repeats must be >= 1, got {locate_repeats}")
+    rows = []
     for record in records:
-        try:
-            image = record.load_image()
-        except ImageProblem as e:
-            logger.warning("SFT: left out record %s, whose image no longer decodes: %s", record.id, e)
-            continue
+        source = _image_columns(record)
         locate_answer = locate_target(record, protocol)
-        for _ in range(locate_repeats):
-            yield {"prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)], "images": [image]}
-        query = zoom_in(image, record.boxes, protocol, locate_answer)
-        answer = protocol.render_examine(record.explanation, record.label)
-        yield {"prompt": query.messages, "completion": [_assistant(answer)], "images": query.images}
+        locate = {**source, "prompt": protocol.locate_messages(), "completion": [_assistant(locate_answer)],
+                  "crop_windows": []}
+        rows += [locate] * locate_repeats
+        shown, windows = region_columns(record.boxes, record.image_size, protocol)
+        rows.append({**source, "prompt": protocol.examine_messages(shown, locate_answer),
+                     "completion": [_assistant(protocol.render_examine(record.explanation, record.label))],
+                     "crop_windows": windows})
+    return rows
+
+
+def sft_dataset(records: Sequence[Record], protocol: ProtocolConfig, locate_repeats: int = 1):
+    """A ``datasets.Dataset`` of :func:`sft_rows` whose ``images`` are attached on access: decoding
+    and zooming a batch's images costs little beside its step, while storing every image of a
+    20k-record set (re-encoded as PNG by ``datasets``) would cost minutes and gigabytes up front.
+    An image that stops decoding during the run is handled as in GRPO: a spare row takes its place."""
+    import datasets
+
+    ds = datasets.Dataset.from_list(sft_rows(records, protocol, locate_repeats))
+    return ds.with_transform(_ImageAttacher(protocol, _spare_row(ds, records, rows_per_record=locate_repeats + 1)))
 
 
 def grpo_dataset(
@@ -98,18 +111,24 @@ def grpo_dataset(
     rows = [grpo_row(r, stage, protocol, None if crop_boxes is None else crop_boxes.get(r.id, []))
             for r in records]
     ds = datasets.Dataset.from_list(rows)
-    return ds.with_transform(_ImageAttacher(protocol, stage, _spare_row(ds, records)))
+    return ds.with_transform(_ImageAttacher(protocol, _spare_row(ds, records)))
 
 
-def _spare_row(ds, records: Sequence[Record]) -> dict[str, Any]:
+def _spare_row(ds, records: Sequence[Record], rows_per_record: int = 1) -> dict[str, Any]:
     """The stored row of the first record whose image decodes now (usually the first record)."""
     for i, record in enumerate(records):
         try:
             record.load_image()
         except ImageProblem:
             continue
-        return ds[i]
+        return ds[i * rows_per_record]
     raise ImageProblem("no record's image decodes any more; check the data with `zoomin data validate`")
+
+
+def _image_columns(record: Record) -> dict[str, Any]:
+    """Where a row's image comes from: a path, or the image itself for in-memory records."""
+    return {"id": record.id, "image_path": record.image if isinstance(record.image, str) else "",
+            "image_inline": None if isinstance(record.image, str) else record.image}
 
 
 def grpo_row(
@@ -118,9 +137,7 @@ def grpo_row(
     """The image-free part of one GRPO row (images are attached on access)."""
     frame = protocol.codec.frame(record.image_size)
     row = {
-        "id": record.id,
-        "image_path": record.image if isinstance(record.image, str) else "",
-        "image_inline": None if isinstance(record.image, str) else record.image,
+        **_image_columns(record),
         "label": record.label,
         "boxes": record.boxes,
         "explanation": record.explanation,
@@ -150,15 +167,14 @@ class _ImageAttacher:
 
     A row whose image no longer decodes is replaced in every column by ``spare`` (a stored row whose
     image decoded when the dataset was built), so the batch keeps its size, the prompts of a GRPO
-    group stay identical and every reward column matches the pixels shown. Each bad record is
-    logged once per process; ``substituted`` counts the replacements by record id.
+    group stay identical and every reward column or SFT target matches the pixels shown. Each bad
+    record is logged once per process; ``substituted`` counts the replacements by record id.
 
     A class rather than a closure so the dataset stays picklable for multi-process data loading.
     """
 
-    def __init__(self, protocol: ProtocolConfig, stage: GrpoStage, spare: dict[str, Any]):
+    def __init__(self, protocol: ProtocolConfig, spare: dict[str, Any]):
         self.protocol = protocol
-        self.stage = stage
         self.spare = spare
         self.substituted: dict[str, int] = {}
 
@@ -181,7 +197,7 @@ class _ImageAttacher:
 
     def _report(self, record_id: str, problem: ImageProblem) -> None:
         if record_id not in self.substituted:
-            logger.warning("GRPO row of record %s: its image no longer decodes (%s); record %s takes its "
+            logger.warning("row of record %s: its image no longer decodes (%s); record %s takes its "
                            "place (prompt, label, boxes and images)", record_id, problem, self.spare["id"])
         self.substituted[record_id] = self.substituted.get(record_id, 0) + 1
 
