@@ -14,6 +14,7 @@ and runs it; the trainers never import it.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -29,7 +30,10 @@ from rl.outputs import InfoWriter, finish, record_recipe
 from rl.trainer import ZoomInGRPOTrainer
 from rl.vllm import check_vllm
 from zoomin.data import Record
-from zoomin.formats import grpo_dataset
+from zoomin.formats import grpo_dataset, locate_target
+from zoomin.protocol import ProtocolConfig
+
+logger = logging.getLogger(__name__)
 
 
 def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list[float]]]:
@@ -39,6 +43,33 @@ def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list
     detector = ZoomInDetector.from_pretrained(checkpoint)
     results = detector.locate_only([r.load_image() for r in records])
     return {r.id: res.boxes for r, res in zip(records, results)}
+
+
+def budget_cuts(records: list[Record], stage: str, crop_source: str, protocol: ProtocolConfig, tokenizer,
+                budget: int) -> str | None:
+    """Why ``max_completion_length`` (``budget``) is too short for this stage's answers, or None.
+
+    The reference answers the SFT warm start taught are the measure: a rollout cut at the budget
+    loses its closing tags (format 0) and whatever came after the cut (boxes, verdict), so the stage
+    would reward short answers rather than right ones. Query 1 runs under the same budget when the
+    examine stage takes the policy's crops, and in the joint stage.
+    """
+    answers = {"locate": lambda r: locate_target(r, protocol),
+               "examine": lambda r: protocol.render_examine(r.explanation, r.label)}
+    kinds = {"locate": ["locate"], "examine": ["examine"] + (["locate"] if crop_source == "policy" else []),
+             "joint": ["locate", "examine"]}[stage]
+    cut, longest = 0, (0, "", "")
+    for record in records:
+        for kind in kinds:
+            n = len(tokenizer(answers[kind](record))["input_ids"]) + 1  # + the end-of-turn token
+            cut += n > budget
+            longest = max(longest, (n, record.id, kind))
+    if not cut:
+        return None
+    n, record_id, kind = longest
+    return (f"max_completion_length {budget} cuts {cut} reference answers of {len(records)} records (the longest, "
+            f"the {kind} answer of record {record_id}, is {n} tokens): cut rollouts lose their closing tags and "
+            f"what follows, so the rewards would favour short answers; raise max_completion_length to {n} or more")
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
@@ -59,6 +90,9 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     check_vllm(run, protocol, processor, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     records = load_training_records(run, run.output_dir)
+    cuts = budget_cuts(records, run.stage, run.crop_source, protocol, processor.tokenizer, run.max_completion_length)
+    if cuts:
+        logger.warning(cuts)
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":
         crop_boxes = locator_boxes(run.locator_checkpoint, records)

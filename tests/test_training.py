@@ -16,11 +16,14 @@ import yaml
 from rl.checkpoints import last_complete_checkpoint, resolve_resume
 from rl.cli import main as cli
 from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_grpo, parse
+from rl.grpo import budget_cuts
 from rl.modeling import load_processor
 from rl.vllm import check_vllm_settings, engine_prompt_ids, longest_context, max_image_tokens
 from rl.warmup import ZoomInWarmupConfig
 from zoomin.checkpoint import CheckpointInfo
 from zoomin.codecs import BoxCodec
+from zoomin.data import load_records
+from zoomin.formats import locate_target
 from zoomin.protocol import ProtocolConfig
 from zoomin.synth import synthesize
 
@@ -99,6 +102,27 @@ def test_bad_recipes_fail_before_any_model_loads(tiny_vlm, data, tmp_path, extra
     run, model = parse(ZoomInGRPOConfig, argv)
     with pytest.raises(RecipeError, match=message):
         check_grpo(run, model)
+
+
+def test_a_completion_budget_that_cuts_the_reference_answers_is_named(tiny_vlm, data):
+    """A rollout cut at max_completion_length fails the format reward whatever it says, so the stage
+    would reward short answers: the budget is measured against the answers SFT taught."""
+    processor = load_processor(tiny_vlm())
+    protocol = ProtocolConfig(codec=BoxCodec.from_processor("qwen2_5_vl", processor))
+    records = load_records(data)[0]
+    tokens = {kind: [len(processor.tokenizer(answer(r))["input_ids"]) + 1 for r in records] for kind, answer in {
+        "locate": lambda r: locate_target(r, protocol),
+        "examine": lambda r: protocol.render_examine(r.explanation, r.label)}.items()}
+    longest = max(tokens["locate"])
+    message = budget_cuts(records, "locate", "annotations", protocol, processor.tokenizer, longest - 1)
+    assert message is not None and f"to {longest} or more" in message
+    assert f"cuts {tokens['locate'].count(longest)} reference answers" in message
+    assert budget_cuts(records, "locate", "annotations", protocol, processor.tokenizer, longest) is None
+    # query 1 runs under the examine stage's budget when the policy locates its crops
+    cut = {kind: sum(n > longest - 1 for n in counts) for kind, counts in tokens.items()}
+    alone = budget_cuts(records, "examine", "annotations", protocol, processor.tokenizer, longest - 1)
+    policy = budget_cuts(records, "examine", "policy", protocol, processor.tokenizer, longest - 1)
+    assert f"cuts {cut['examine']} reference" in alone and f"cuts {cut['examine'] + cut['locate']} reference" in policy
 
 
 def test_unknown_model_family_and_unknown_yaml_key(data, tmp_path):
