@@ -227,8 +227,9 @@ def test_zoom_needed_cues_are_annotated_cells_in_both_classes(zoom_pair: tuple[P
     assert {r["label"] for r in rows} == {"real", "fake"}
     for r in rows:
         assert 1 <= len(r["boxes"]) <= 3 and len(r["region_notes"]) == len(r["boxes"])
-        for x1, y1, x2, y2 in r["boxes"]:
+        for (x1, y1, x2, y2), note in zip(r["boxes"], r["region_notes"]):
             assert x1 % 64 == y1 % 64 == 0 and x2 - x1 == y2 - y1 == 64  # one cell of the 4x4 grid (256 px)
+            assert note.endswith(f" at row {int(y1) // 64 + 1}, column {int(x1) // 64 + 1}")  # the cell, in words
         for i in range(1, len(r["boxes"]) + 1):
             assert f"Region {i}" in r["explanation"]  # the explanation cites every cue, real or fake
         assert r["explanation"].endswith(f"the image is {r['label']}.") or f"image is {r['label']}" in r["explanation"]

@@ -623,6 +623,20 @@ def fine_checkerboard(height: int, width: int, phase: int) -> np.ndarray:
     return np.where((yy + xx + phase) % 2 == 0, 1.0, -1.0)[..., None]
 
 
+def cue_note(colour: str, row: int, col: int) -> str:
+    """A cue's region note: what it looks like, then where it is (grid row and column from 1, top left).
+
+    The place in words is what makes the demo's from-scratch locate stage reliable: the locate
+    answer's ``<think>`` names each region's colour, row and column before ``<boxes>``, so the
+    language model reads a cue's column into one word, bound to the colour it has just named, and
+    the box coordinates copy that word. With the colour alone, whether the small model learnt to
+    read columns at all depended on the seed (seed 1, one-cue test images: first box in the right
+    column 0.91 in one run, 0.38 in another), and with two cues it often took one cue's row and the
+    other's column. BENCHMARKS.md "Demo over seeds" has the figures.
+    """
+    return f"flat {colour} patch at row {row + 1}, column {col + 1}"
+
+
 def _zoom_record(
     record_id: str, label: str, rng: np.random.Generator, side: int, grid: int, cues: tuple[int, int],
     amplitude: float,
@@ -645,7 +659,7 @@ def _zoom_record(
             patch = patch + pattern
         image[y1 : y1 + cell, x1 : x1 + cell] = patch
         boxes.append([float(x1), float(y1), float(x1 + cell), float(y1 + cell)])
-        notes.append(f"flat {name} patch")
+        notes.append(cue_note(name, row, col))
     texts = _ZOOM_FAKE_TEXTS if label == "fake" else _ZOOM_REAL_TEXTS
     explanation = str(rng.choice(texts)).format(regions=_regions_phrase(k), **_verbs(k))
     record = {
@@ -671,7 +685,7 @@ def synthesize_zoom_needed(
 
     Square images of ``side`` px; ``cues`` (min, max) coarse cues per image, each filling one cell of a
     ``grid`` x ``grid`` layout (so every annotated box is a cell: coordinates a small language model
-    can learn to write). Every pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard
+    can learn to write), with a region note naming its colour and cell (:func:`cue_note`). Every pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard
     of one-pixel period, and nothing else tells the classes apart. Pick ``side`` larger than the
     model's global view: the demo's Qwen3-VL sees 128 px (16 merged tokens), so at 256 px the processor
     halves the image and the pattern averages out, while a crop at a cue, zoomed to 128 px, keeps it.
