@@ -41,6 +41,11 @@ class DataArguments:
         default=False, metadata={"help": "Stop on the first bad record instead of skipping and reporting it."}
     )
     max_records: int | None = field(default=None, metadata={"help": "Use at most this many training records."})
+    max_eval_records: int | None = field(
+        default=None,
+        metadata={"help": "Use at most this many evaluation records (the first ones): evaluating during GRPO "
+                          "generates for every one of them."},
+    )
 
 
 @dataclass
@@ -176,6 +181,9 @@ def check_grpo(run: ZoomInGRPOConfig, model: ModelConfig) -> str:
         raise RecipeError("stage examine with crop_source=locator needs locator_checkpoint")
     if run.locator_checkpoint and not Path(run.locator_checkpoint).is_dir():
         raise RecipeError(f"locator_checkpoint: no such folder: {run.locator_checkpoint}")
+    if run.eval_strategy != "no" and not run.eval_data:
+        raise RecipeError(f"eval_strategy {run.eval_strategy} needs eval_data: the records whose prompts are "
+                          "scored with the stage's rewards")
     if run.stage == "joint" and not _examine_in_context(run, model):
         raise RecipeError("stage joint runs query 2 as a follow-up turn: set protocol.examine_in_context: true "
                           "(and warm-start with SFT under the same protocol)")

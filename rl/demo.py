@@ -51,7 +51,7 @@ class _Stages:
 STAGES = {"warmup": warmup.ZoomInWarmupConfig, "sft": ZoomInSFTConfig, "grpo_locate": ZoomInGRPOConfig,
           "grpo_examine": ZoomInGRPOConfig}
 """The demo's training stages (each runs ``recipes/tiny/<stage>.yaml``) and their config classes."""
-SET_BY_THE_DEMO = ("model_name_or_path", "train_data", "output_dir", "seed")
+SET_BY_THE_DEMO = ("model_name_or_path", "train_data", "eval_data", "output_dir", "seed")
 
 
 def stage_overrides(settings: list[str]) -> dict[str, list[str]]:
@@ -118,10 +118,11 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         warmup, "warmup", model, train, out / "warmup", seed, "--eval_data", str(data / "test.jsonl"),
         *extra["warmup"]))
     stages.run("SFT warm start", lambda: _train(sft, "sft", out / "warmup", train, out / "sft", seed, *extra["sft"]))
+    held_out = ["--eval_data", str(data / "test.jsonl")]  # each stage's reward on held-out prompts, first and last
     stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate", out / "sft", train, out / "grpo_locate", seed,
-                                             *steps, *extra["grpo_locate"]))
+                                             *held_out, *steps, *extra["grpo_locate"]))
     stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine", out / "grpo_locate", train,
-                                              out / "grpo_examine", seed, *steps, *extra["grpo_examine"]))
+                                              out / "grpo_examine", seed, *held_out, *steps, *extra["grpo_examine"]))
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
         results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
@@ -153,12 +154,16 @@ def _detect(checkpoint: Path, records: list, out: Path) -> None:
               f"boxes={[[round(v) for v in b] for b in result.boxes]}")
 
 
-def _reward_trend(run_dir: Path, window: int = 3) -> tuple[float, float]:
-    """Mean stage reward over the first and the last ``window`` logged GRPO steps: the first steps
-    score the SFT model on the training prompts, the last ones the model GRPO made of it."""
-    rewards = [log["reward"] for log in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-               if "reward" in log]
-    return sum(rewards[:window]) / len(rewards[:window]), sum(rewards[-window:]) / len(rewards[-window:])
+def _reward_trend(run_dir: Path) -> tuple[float, float]:
+    """A GRPO stage's reward on its held-out prompts before its first step and after its last (TRL's
+    evaluation, sampled and scored as in training): the same prompts both times, so the difference
+    is what the stage did, not which training prompts happened to come first or last."""
+    rewards = [log["eval_reward"] for log in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+               if "eval_reward" in log]
+    if len(rewards) < 2:
+        raise ValueError(f"{run_dir}: no evaluation before and after training in trainer_state.json "
+                         "(the stage's recipe sets eval_on_start and an eval_strategy)")
+    return rewards[0], rewards[-1]
 
 
 def _comparison(results: dict[str, dict], out: Path, trends: dict[str, tuple[float, float]]) -> str:
@@ -167,7 +172,7 @@ def _comparison(results: dict[str, dict], out: Path, trends: dict[str, tuple[flo
         a, b = results["sft"].get(key), results["sft+grpo"].get(key)
         lines.append(f"| {key} | {_fmt(a)} | {_fmt(b)} |")
     for stage, (first, last) in trends.items():
-        lines.append(f"| GRPO {stage} reward, first / last logged steps | {_fmt(first)} | {_fmt(last)} |")
+        lines.append(f"| GRPO {stage} reward on held-out prompts, before / after | {_fmt(first)} | {_fmt(last)} |")
     lines += ["", "Full metrics: metrics.json. Evaluation table of the final checkpoint:", "",
               format_table({"clean": results["sft+grpo"]})]
     table = "\n".join(lines)

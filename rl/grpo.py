@@ -25,7 +25,7 @@ from rl.checkpoints import CompletionMarker, resolve_resume
 from rl.config import ZoomInGRPOConfig, check_grpo, load_mapping, parse
 from rl.distributed import prepare_distributed
 from rl.joint import JointGRPOTrainer
-from rl.modeling import build_protocol, load_model, load_processor, load_training_records
+from rl.modeling import build_protocol, load_eval_records, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
 from rl.trainer import ZoomInGRPOTrainer
 from rl.vllm import check_vllm
@@ -93,10 +93,13 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
     cuts = budget_cuts(records, run.stage, run.crop_source, protocol, processor.tokenizer, run.max_completion_length)
     if cuts:
         logger.warning(cuts)
+    held_out = load_eval_records(run, run.output_dir) if run.eval_data else []
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":
-        crop_boxes = locator_boxes(run.locator_checkpoint, records)
+        crop_boxes = locator_boxes(run.locator_checkpoint, records + held_out)
     train = grpo_dataset(records, run.stage, protocol, crop_boxes=crop_boxes)
+    # TRL's own evaluation: the stage's prompts on held-out records, sampled and scored like training's
+    evaluation = grpo_dataset(held_out, run.stage, protocol, crop_boxes=crop_boxes) if held_out else None
     funcs, weights = build_rewards(run.rewards or DEFAULT_REWARDS[run.stage], run.reward_weights, protocol,
                                    load_mapping(run.reward_params, "reward_params"))
     run.reward_weights = weights
@@ -112,6 +115,7 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
         reward_funcs=funcs,
         args=run,
         train_dataset=train,
+        eval_dataset=evaluation,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         callbacks=[CompletionMarker(write_info)],

@@ -82,3 +82,13 @@ def load_training_records(run: DataArguments, output_dir: str) -> list[Record]:
     if not records:
         raise ValueError(f"no usable records in {run.train_data}; see {output_dir}/data_report.json")
     return records[: run.max_records] if run.max_records else records
+
+
+def load_eval_records(run: DataArguments, output_dir: str | Path) -> list[Record]:
+    """Evaluation records (``eval_data``, at most ``max_eval_records``); bad ones are skipped and
+    reported in ``output_dir/eval_data_report.json``."""
+    records, report = load_records(run.eval_data, run.image_root, report_path=Path(output_dir) / "eval_data_report.json")
+    logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
+    if not records:
+        raise ValueError(f"no usable records in {run.eval_data}; see {output_dir}/eval_data_report.json")
+    return records[: run.max_eval_records] if run.max_eval_records else records

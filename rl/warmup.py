@@ -32,9 +32,9 @@ from transformers.image_processing_utils import BaseImageProcessor
 from rl.config import DataArguments, check_data, load_mapping, model_family, parse
 from rl.curves import plot_curves
 from rl.distributed import end_distributed, prepare_distributed
-from rl.modeling import build_protocol, load_model, load_processor, load_training_records
+from rl.modeling import build_protocol, load_eval_records, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, record_recipe
-from zoomin.data import Record, load_records
+from zoomin.data import Record
 from zoomin.images import ImageProblem
 from zoomin.protocol import CropPolicy
 from zoomin.zoom import crop_window, zoom
@@ -262,8 +262,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         write_info(out)
         metrics = {"train": probe_accuracy(probe, train)}
         if run.eval_data:
-            held_out, report = load_records(run.eval_data, run.image_root, report_path=out / "eval_data_report.json")
-            logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
+            held_out = load_eval_records(run, out)
             metrics["eval"] = probe_accuracy(probe, ArtifactMaps(held_out, processor.image_processor, train.crops))
         (out / "warmup_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         logger.warning("vision warm-up probe accuracy: %s", metrics)

@@ -15,13 +15,15 @@ from rl.config import RecipeError
 from rl.demo import _reward_trend, stage_overrides
 
 
-def test_reward_trend_averages_the_first_and_last_logged_steps(tmp_path: Path) -> None:
-    logs = [{"loss": 1.0}, *({"reward": r, "step": i} for i, r in enumerate([0.1, 0.2, 0.3, 0.5, 0.7, 0.9]))]
-    logs.append({"train_runtime": 3.0})
+def test_reward_trend_is_the_held_out_reward_before_and_after(tmp_path: Path) -> None:
+    logs = [{"eval_reward": 0.4, "step": 0}, *({"reward": r, "step": i} for i, r in enumerate([0.9, 0.1], 1)),
+            {"eval_reward": 0.5, "step": 2}, {"reward": 0.2, "step": 3}, {"eval_reward": 0.6, "step": 3},
+            {"train_runtime": 3.0}]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": logs}))
-    first, last = _reward_trend(tmp_path)
-    assert abs(first - 0.2) < 1e-9 and abs(last - 0.7) < 1e-9
-    assert _reward_trend(tmp_path, window=1) == (0.1, 0.9)
+    assert _reward_trend(tmp_path) == (0.4, 0.6)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": logs[1:3]}))
+    with pytest.raises(ValueError, match="no evaluation before and after"):
+        _reward_trend(tmp_path)
 
 
 def test_settings_become_each_stages_arguments() -> None:

@@ -83,6 +83,21 @@ def test_grpo_stages_log_every_reward_term(tiny_vlm, data, tmp_path, stage, extr
         assert f"rewards/{term}/mean" in logged and f"rewards/{term}/std" in logged
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["locate", "examine"])
+def test_grpo_scores_held_out_prompts_before_and_after_with_trls_eval(tiny_vlm, data, tmp_path, stage):
+    """eval_data reaches TRL's evaluation: the stage's rewards on held-out prompts at the first step and
+    the last, which says whether the stage raised its own reward on the same prompts."""
+    out = tmp_path / stage
+    _run("grpo", tiny_vlm(), data, out, "--stage", stage, "--max_steps", "2", "--crop_source", "policy",
+         "--eval_data", str(data.parent / "test.jsonl"), "--max_eval_records", "3", "--eval_strategy", "steps",
+         "--eval_steps", "2", "--eval_on_start", "true", "--per_device_eval_batch_size", "2",
+         "--num_generations_eval", "2")
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [log["step"] for log in logs if "eval_reward" in log] == [0, 2]
+    assert json.loads((out / "eval_data_report.json").read_text())["n_good"] == 4
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -94,6 +109,7 @@ def test_grpo_stages_log_every_reward_term(tiny_vlm, data, tmp_path, stage, extr
         (["--crop_source", "magic"], "unknown crop_source"),
         (["--protocol", "{not json"], "protocol"),
         (["--stage", "joint"], "examine_in_context"),
+        (["--eval_strategy", "steps"], "needs eval_data"),
     ],
 )
 def test_bad_recipes_fail_before_any_model_loads(tiny_vlm, data, tmp_path, extra, message):
@@ -158,9 +174,10 @@ def test_shipped_recipes_parse_and_check(recipe, tiny_vlm, tmp_path):
     assert command.startswith("# ") and f" {stage} --config {recipe.relative_to(REPO)}" in command
     synthesize(tmp_path / "d", n=4, seed=0)
     config_cls = STAGE_CONFIGS[stage]
+    held_out = ["--eval_data", str(tmp_path / "d" / "test.jsonl")] if "\neval_data:" in text else []
     run, model = parse(config_cls, ["--config", str(recipe), "--model_name_or_path", str(tiny_vlm()),
                                     "--train_data", str(tmp_path / "d" / "train.jsonl"), "--output_dir", str(tmp_path),
-                                    *CPU])
+                                    *held_out, *CPU])
     if recipe.parent.name.startswith("qwen2_5_vl_"):  # the paper's settings
         assert model.dtype == "bfloat16" and "bf16: true" in text
         if "grpo" in recipe.name:
