@@ -98,6 +98,23 @@ def test_grpo_scores_held_out_prompts_before_and_after_with_trls_eval(tiny_vlm, 
     assert json.loads((out / "eval_data_report.json").read_text())["n_good"] == 4
 
 
+def test_each_evaluation_draws_the_same_samples_and_leaves_training_rng_alone(tiny_vlm, data, tmp_path):
+    import torch
+
+    from rl.grpo import build
+
+    trainer, _, _ = build(["--model_name_or_path", str(tiny_vlm()), "--train_data", str(data), "--output_dir",
+                           str(tmp_path), *GRPO, "--eval_data", str(data.parent / "test.jsonl"), "--max_eval_records",
+                           "2", "--per_device_eval_batch_size", "4", "--max_completion_length", "8"])
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first, second = trainer.evaluate(), trainer.evaluate()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first["eval_entropy"] == second["eval_entropy"]  # the entropy of the tokens drawn: the same draws
+    trainer.args.seed += 1
+    assert trainer.evaluate()["eval_entropy"] != first["eval_entropy"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
