@@ -86,11 +86,11 @@ FAMILY, IMAGE_SIDE, GLOBAL_TOKENS = "qwen3_vl", 256, 16
 """256 px images shown to a Qwen3-VL whose global view is 16 merged tokens (128 px): the processor
 halves every image, which averages the one-pixel checkerboard away, while a crop of a 64 px cue
 zoomed to 128 px keeps it. The zoom is then what the verdict needs. Qwen3-VL rather than Qwen2.5-VL
-because its interleaved M-RoPE gives the width axis frequencies as high as the height axis's
+because its interleaved M-RoPE gives the width axis frequencies close to the height axis's
 (Qwen2.5-VL's contiguous sections give columns the lowest ones), and its tower's absolute position
-embeddings let the warm-up's position loss train: the language model then names a cue's column
-more often (after SFT 0.88 / 0.63 / 0.43 on seeds 0 / 1 / 2, against 0.31 on seed 0 before;
-BENCHMARKS.md "Demo over seeds")."""
+embeddings let the warm-up's position loss train; the language model names a cue's column once its
+rotary base suits its small heads (``zoomin.tiny.ROPE_THETA``) and the locate answer names the cell
+in words (``zoomin.synth.cue_note``). BENCHMARKS.md "Demo over seeds" has the steps."""
 CUES = (1, 2)
 """Coarse cues per image; each fills one cell of a 4x4 grid, so boxes are cells a small language
 model can learn to name."""
@@ -126,7 +126,7 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
         results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
-            ZoomInDetector.from_pretrained(run_dir), test_records, seed=seed))["metrics"]["clean"]
+            ZoomInDetector.from_pretrained(run_dir), test_records, batch_size=32, seed=seed))["metrics"]["clean"]
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     checkpoint = stages.run("export the two-stage checkpoint (with its evidence pictures and a Space)", lambda: export(
         out / "grpo_examine", out / "checkpoint", evaluation=Evaluation("MagniFake-mini", "test", results["sft+grpo"]),

@@ -630,9 +630,10 @@ def cue_note(colour: str, row: int, col: int) -> str:
     answer's ``<think>`` names each region's colour, row and column before ``<boxes>``, so the
     language model reads a cue's column into one word, bound to the colour it has just named, and
     the box coordinates copy that word. With the colour alone, whether the small model learnt to
-    read columns at all depended on the seed (seed 1, one-cue test images: first box in the right
-    column 0.91 in one run, 0.38 in another), and with two cues it often took one cue's row and the
-    other's column. BENCHMARKS.md "Demo over seeds" has the figures.
+    read columns at all swung with the seed and the recipe (seed 1, one-cue test images: first box in
+    the right column 0.91 after the demo's SFT, 0.38 after 4 epochs of 2 locate repeats), and on
+    two-cue images the first box was an annotated cell only 0.53 of the time (0.97 with the words).
+    BENCHMARKS.md "Demo over seeds" has the figures.
     """
     return f"flat {colour} patch at row {row + 1}, column {col + 1}"
 
