@@ -55,7 +55,9 @@ def test_warmup_sft_grpo_chain_names_the_origin_and_every_stage(tiny_vlm, tmp_pa
     stages = [("warmup", "warmup.yaml", model, "warmup", []),
               ("sft", "sft.yaml", "warmup", "sft", ["--max_records", "4"]),
               ("grpo", "grpo_locate.yaml", "sft", "grpo_locate", ["--max_records", "4", "--num_generations", "4",
-                                                                  "--max_completion_length", "8"])]
+                                                                  "--max_completion_length", "8",
+                                                                  "--eval_data", str(tmp_path / "data" / "test.jsonl"),
+                                                                  "--max_eval_records", "4"])]
     for command, recipe, start, out, extra in stages:
         start = start if start == model else str(tmp_path / start)
         assert cli([command, "--config", str(REPO / "recipes" / "tiny" / recipe), "--model_name_or_path", start,
