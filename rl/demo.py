@@ -77,7 +77,8 @@ def stage_overrides(settings: list[str]) -> dict[str, list[str]]:
     return extra
 
 
-def _train(module, stage: str, model: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
+def train_stage(module, stage: str, model: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
+    """One stage of the demo: ``module``'s CLI (warmup, sft or grpo) on the tiny recipe named ``stage``."""
     module.main(["--config", str(RECIPES / f"{stage}.yaml"), "--model_name_or_path", str(model),
                  "--train_data", str(data), "--output_dir", str(out), "--seed", str(seed), *extra])
 
@@ -114,15 +115,17 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         data, n=n, seed=seed, side=IMAGE_SIDE, cues=CUES)))
     test_records, report = load_records(data / "test.jsonl", strict=True)
     print(report.summary())
-    stages.run("vision warm-up (artifact maps of whole images and zoomed crops)", lambda: _train(
+    stages.run("vision warm-up (artifact maps of whole images and zoomed crops)", lambda: train_stage(
         warmup, "warmup", model, train, out / "warmup", seed, "--eval_data", str(data / "test.jsonl"),
         *extra["warmup"]))
-    stages.run("SFT warm start", lambda: _train(sft, "sft", out / "warmup", train, out / "sft", seed, *extra["sft"]))
+    stages.run("SFT warm start", lambda: train_stage(sft, "sft", out / "warmup", train, out / "sft", seed,
+                                                     *extra["sft"]))
     held_out = ["--eval_data", str(data / "test.jsonl")]  # each stage's reward on held-out prompts, first and last
-    stages.run("GRPO locate", lambda: _train(grpo, "grpo_locate", out / "sft", train, out / "grpo_locate", seed,
-                                             *held_out, *steps, *extra["grpo_locate"]))
-    stages.run("GRPO examine", lambda: _train(grpo, "grpo_examine", out / "grpo_locate", train,
-                                              out / "grpo_examine", seed, *held_out, *steps, *extra["grpo_examine"]))
+    stages.run("GRPO locate", lambda: train_stage(grpo, "grpo_locate", out / "sft", train, out / "grpo_locate", seed,
+                                                  *held_out, *steps, *extra["grpo_locate"]))
+    stages.run("GRPO examine", lambda: train_stage(grpo, "grpo_examine", out / "grpo_locate", train,
+                                                   out / "grpo_examine", seed, *held_out, *steps,
+                                                   *extra["grpo_examine"]))
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
         results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
@@ -133,7 +136,7 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         datasets=["MagniFake-mini"], examples=pick_examples(test_records, 4), space=find_spec("gradio") is not None,
         overwrite=True))
     stages.run("detect on test images (pictures in detect/)", lambda: _detect(checkpoint, test_records[:6], out))
-    trends = {stage: _reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")}
+    trends = {stage: reward_trend(out / f"grpo_{stage}") for stage in ("locate", "examine")}
     (out / "reward_trends.json").write_text(json.dumps(trends, indent=2))
     table = _comparison(results, out, trends)
     stages.run("summary", lambda: print(table))
@@ -154,7 +157,7 @@ def _detect(checkpoint: Path, records: list, out: Path) -> None:
               f"boxes={[[round(v) for v in b] for b in result.boxes]}")
 
 
-def _reward_trend(run_dir: Path) -> tuple[float, float]:
+def reward_trend(run_dir: Path) -> tuple[float, float]:
     """A GRPO stage's reward on its held-out prompts before its first step and after its last (TRL's
     evaluation, sampled and scored as in training): the same prompts both times, so the difference
     is what the stage did, not which training prompts happened to come first or last."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rl.config import RecipeError
-from rl.demo import _reward_trend, stage_overrides
+from rl.demo import reward_trend, stage_overrides
 
 
 def test_reward_trend_is_the_held_out_reward_before_and_after(tmp_path: Path) -> None:
@@ -20,10 +20,10 @@ def test_reward_trend_is_the_held_out_reward_before_and_after(tmp_path: Path) ->
             {"eval_reward": 0.5, "step": 2}, {"reward": 0.2, "step": 3}, {"eval_reward": 0.6, "step": 3},
             {"train_runtime": 3.0}]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": logs}))
-    assert _reward_trend(tmp_path) == (0.4, 0.6)
+    assert reward_trend(tmp_path) == (0.4, 0.6)
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": logs[1:3]}))
     with pytest.raises(ValueError, match="no evaluation before and after"):
-        _reward_trend(tmp_path)
+        reward_trend(tmp_path)
 
 
 def test_settings_become_each_stages_arguments() -> None:
