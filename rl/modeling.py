@@ -71,24 +71,23 @@ def freeze_vision_tower(model: PreTrainedModel) -> int:
     return frozen
 
 
-def load_training_records(run: DataArguments, output_dir: str) -> list[Record]:
-    """Training records; bad ones are skipped and reported in ``output_dir/data_report.json``."""
-    records, report = load_records(
-        run.train_data, run.image_root, strict=run.strict_data, report_path=f"{output_dir}/data_report.json"
-    )
-    logger.warning(report.summary())
-    for finding in report.findings[:20]:
-        logger.warning("  %s", finding)
-    if not records:
-        raise ValueError(f"no usable records in {run.train_data}; see {output_dir}/data_report.json")
-    return records[: run.max_records] if run.max_records else records
+def load_training_records(run: DataArguments, output_dir: str | Path) -> list[Record]:
+    """Training records (``train_data``, at most ``max_records``); bad ones are skipped and reported
+    in ``output_dir/data_report.json``."""
+    return _load(run.train_data, run, Path(output_dir) / "data_report.json", run.max_records)
 
 
 def load_eval_records(run: DataArguments, output_dir: str | Path) -> list[Record]:
     """Evaluation records (``eval_data``, at most ``max_eval_records``); bad ones are skipped and
     reported in ``output_dir/eval_data_report.json``."""
-    records, report = load_records(run.eval_data, run.image_root, report_path=Path(output_dir) / "eval_data_report.json")
-    logger.warning("%s (bad records are listed in eval_data_report.json)", report.summary())
+    return _load(run.eval_data, run, Path(output_dir) / "eval_data_report.json", run.max_eval_records)
+
+
+def _load(path: str, run: DataArguments, report_path: Path, limit: int | None) -> list[Record]:
+    records, report = load_records(path, run.image_root, strict=run.strict_data, report_path=report_path)
+    logger.warning(report.summary())
+    for finding in report.findings[:20]:
+        logger.warning("  %s", finding)
     if not records:
-        raise ValueError(f"no usable records in {run.eval_data}; see {output_dir}/eval_data_report.json")
-    return records[: run.max_eval_records] if run.max_eval_records else records
+        raise ValueError(f"no usable records in {path}; see {report_path}")
+    return records[:limit] if limit else records
