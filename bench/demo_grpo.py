@@ -19,10 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/rewards.py would shadow the package
 
-from rl import demo, grpo  # noqa: E402
+from rl import demo  # noqa: E402
 from zoomin.data import load_records  # noqa: E402
-from zoomin.detector import ZoomInDetector  # noqa: E402
-from zoomin.evaluate import evaluate  # noqa: E402
 
 SHOWN = ("accuracy", "f1", "auroc", "iou", "bleu2", "rougeL", "examine_format_error_rate", "preliminary_accuracy",
          "random_crop_accuracy")
@@ -38,16 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = demo.stage_overrides(args.settings)
     seed = _seed(args.run)
     data = args.run / "data"
-    source = args.run / "sft"
-    for stage in ("grpo_locate", "grpo_examine"):
-        demo.train_stage(grpo, stage, source, data / "train.jsonl", args.out / stage, seed,
-                    "--eval_data", str(data / "test.jsonl"), *extra[stage])
-        source = args.out / stage
+    demo.grpo_stage("grpo_locate", args.run / "sft", data, args.out, seed, *extra["grpo_locate"])
+    demo.grpo_stage("grpo_examine", args.out / "grpo_locate", data, args.out, seed, *extra["grpo_examine"])
     test = load_records(data / "test.jsonl", strict=True)[0]
     figures = {"sft": json.loads((args.run / "metrics.json").read_text())["sft"]}
     for name in ("grpo_locate", "grpo_examine"):
-        figures[name] = evaluate(ZoomInDetector.from_pretrained(args.out / name), test, batch_size=32, seed=seed,
-                                 progress=False)["metrics"]["clean"]
+        figures[name] = demo.score(args.out / name, test, seed, progress=False)
     trends = {stage: demo.reward_trend(args.out / f"grpo_{stage}") for stage in ("locate", "examine")}
     (args.out / "figures.json").write_text(json.dumps({"metrics": figures, "reward_trends": trends}, indent=2) + "\n")
     print("| metric | SFT | after GRPO locate | after GRPO examine |\n|---|---|---|---|")
@@ -60,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _seed(run: Path) -> int:
     """The seed the demo run was made with (its command line, kept in the SFT folder)."""
-    words = (run / "sft" / "command.txt").read_text().split()
+    command = run / "sft" / "command.txt"
+    words = command.read_text().split()
+    if "--seed" not in words:
+        raise SystemExit(f"{command}: no --seed; is {run} a zoomin demo folder?")
     return int(words[words.index("--seed") + 1])
 
 

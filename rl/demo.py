@@ -83,6 +83,19 @@ def train_stage(module, stage: str, model: Path, data: Path, out: Path, seed: in
                  "--train_data", str(data), "--output_dir", str(out), "--seed", str(seed), *extra])
 
 
+def grpo_stage(stage: str, source: Path, data: Path, out: Path, seed: int, *extra: str) -> None:
+    """A GRPO stage of the demo from the model in ``source``, trained on ``data``'s train split, its
+    reward scored on the test split before the first step and after the last (``reward_trend``)."""
+    train_stage(grpo, stage, source, data / "train.jsonl", out / stage, seed, "--eval_data", str(data / "test.jsonl"),
+                *extra)
+
+
+def score(run_dir: Path, records: list, seed: int, progress: bool = True) -> dict:
+    """A stage's metrics on the clean test split, as the demo reports them."""
+    return evaluate(ZoomInDetector.from_pretrained(run_dir), records, batch_size=32, seed=seed,
+                    progress=progress)["metrics"]["clean"]
+
+
 FAMILY, IMAGE_SIDE, GLOBAL_TOKENS = "qwen3_vl", 256, 16
 """256 px images shown to a Qwen3-VL whose global view is 16 merged tokens (128 px): the processor
 halves every image, which averages the one-pixel checkerboard away, while a crop of a 64 px cue
@@ -120,16 +133,14 @@ def run_demo(out: Path, n: int = 1200, seed: int = 0, grpo_steps: int | None = N
         *extra["warmup"]))
     stages.run("SFT warm start", lambda: train_stage(sft, "sft", out / "warmup", train, out / "sft", seed,
                                                      *extra["sft"]))
-    held_out = ["--eval_data", str(data / "test.jsonl")]  # each stage's reward on held-out prompts, first and last
-    stages.run("GRPO locate", lambda: train_stage(grpo, "grpo_locate", out / "sft", train, out / "grpo_locate", seed,
-                                                  *held_out, *steps, *extra["grpo_locate"]))
-    stages.run("GRPO examine", lambda: train_stage(grpo, "grpo_examine", out / "grpo_locate", train,
-                                                   out / "grpo_examine", seed, *held_out, *steps,
-                                                   *extra["grpo_examine"]))
+    stages.run("GRPO locate", lambda: grpo_stage("grpo_locate", out / "sft", data, out, seed, *steps,
+                                                 *extra["grpo_locate"]))
+    stages.run("GRPO examine", lambda: grpo_stage("grpo_examine", out / "grpo_locate", data, out, seed, *steps,
+                                                  *extra["grpo_examine"]))
     results: dict[str, dict] = {}
     for name, run_dir in (("sft", out / "sft"), ("sft+grpo", out / "grpo_examine")):
-        results[name] = stages.run(f"evaluate {name} on the test split", lambda run_dir=run_dir: evaluate(
-            ZoomInDetector.from_pretrained(run_dir), test_records, batch_size=32, seed=seed))["metrics"]["clean"]
+        results[name] = stages.run(f"evaluate {name} on the test split",
+                                   lambda run_dir=run_dir: score(run_dir, test_records, seed))
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     checkpoint = stages.run("export the two-stage checkpoint (with its evidence pictures and a Space)", lambda: export(
         out / "grpo_examine", out / "checkpoint", evaluation=Evaluation("MagniFake-mini", "test", results["sft+grpo"]),
