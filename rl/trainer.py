@@ -46,13 +46,14 @@ class ZoomInGRPOTrainer(GRPOTrainer):
         """TRL's evaluation, sampling from the run's seed every time and leaving the training RNG as it was.
 
         Every evaluation then draws the same random numbers, so the held-out reward before training and
-        after it differ by what training changed rather than by sampling luck (common random numbers:
-        on the demo's 64 held-out prompts two independent draws of the same locate policy differ by
-        several hundredths), and evaluating does not change the training run it interrupts.
+        after it differ by what training changed rather than by sampling luck (common random numbers),
+        and evaluating does not change the training run it interrupts. Each process adds its index to
+        the seed, as TRL's own seeding does, so that processes do not draw the same completions. This
+        covers generation with transformers; a vLLM engine samples from its own generator.
         """
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.args.seed)
+            torch.manual_seed(self.args.seed + self.accelerator.process_index)
             return super().evaluate(*args, **kwargs)
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
