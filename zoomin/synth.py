@@ -686,10 +686,11 @@ def synthesize_zoom_needed(
 
     Square images of ``side`` px; ``cues`` (min, max) coarse cues per image, each filling one cell of a
     ``grid`` x ``grid`` layout (so every annotated box is a cell: coordinates a small language model
-    can learn to write), with a region note naming its colour and cell (:func:`cue_note`). Every pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard
-    of one-pixel period, and nothing else tells the classes apart. Pick ``side`` larger than the
-    model's global view: the demo's Qwen3-VL sees 128 px (16 merged tokens), so at 256 px the processor
-    halves the image and the pattern averages out, while a crop at a cue, zoomed to 128 px, keeps it.
+    can learn to write), with a region note naming its colour and cell (:func:`cue_note`). Every
+    pixel of a fake's cue carries a +-``amplitude`` grey-level checkerboard of one-pixel period, and
+    nothing else tells the classes apart. Pick ``side`` larger than the model's global view: the
+    demo's Qwen3-VL sees 128 px (16 merged tokens), so at 256 px the processor halves the image and
+    the pattern averages out, while a crop at a cue, zoomed to 128 px, keeps it.
     Same arguments give byte-identical files; ``amplitude=0`` gives the same images without the pattern.
     """
     if n < 2:
