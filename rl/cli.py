@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in TRAINING:
         return _train(argv[0], argv[1:])
+    if argv and argv[0] == "check":
+        return _check(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name in TRAINING:
         sub.add_parser(name, add_help=False, help=f"train (rl/{name}.py); `zoomin {name} --help` lists every option")
+    sub.add_parser("check", add_help=False,
+                   help="a stage's pre-flight without loading weights: zoomin check --config RECIPE [--sample N] "
+                        "[--key value ...]; exit 0 if it can start, 1 with every problem named (rl/preflight.py)")
 
     data = sub.add_parser("data", help="MagniFake data: validate, synthesise, import, annotate, publish")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -213,6 +218,17 @@ def _train(name: str, argv: list[str]) -> int:
         print(f"zoomin {name}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check(argv: list[str]) -> int:
+    from rl.config import RecipeError
+    from rl.preflight import main
+
+    try:
+        return main(argv)
+    except (RecipeError, FileNotFoundError, ValueError) as e:
+        print(f"zoomin check: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _validate(args: argparse.Namespace) -> int:

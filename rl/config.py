@@ -15,7 +15,7 @@ from typing import Any
 
 from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
-from zoomin.checkpoint import ZOOMIN_FILE
+from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo
 from zoomin.codecs import FAMILIES
 from zoomin.formats import GRPO_STAGES
 
@@ -54,8 +54,9 @@ class ZoomInArguments(DataArguments):
 
     protocol: dict | str | None = field(
         default=None,
-        metadata={"help": "Protocol overrides (tags, label words, prompts, crop policy) as a mapping, a JSON "
-                          "string or a .json file. The box codec always comes from the model's processor."},
+        metadata={"help": "Protocol overrides (tags, label words, prompts, crop policy, pixel budget) as a mapping, a "
+                          "JSON string or a .json file. Of the box codec only the pixel budget can be set "
+                          "(codec: {min_pixels, max_pixels}); a later stage inherits it from its checkpoint."},
     )
     freeze_vision: bool = field(
         default=False, metadata={"help": "Freeze the vision tower (and its merger); train the language model only."}
@@ -200,5 +201,14 @@ def _examine_in_context(run: ZoomInGRPOConfig, model: ModelConfig) -> bool:
     overrides = load_mapping(run.protocol, "protocol")
     if "examine_in_context" in overrides:
         return bool(overrides["examine_in_context"])
-    saved = Path(model.model_name_or_path) / ZOOMIN_FILE
-    return saved.is_file() and bool(json.loads(saved.read_text())["protocol"].get("examine_in_context"))
+    return bool(saved_protocol(model.model_name_or_path).get("examine_in_context"))
+
+
+def saved_protocol(model_dir: str | None) -> dict:
+    """The protocol fields a ZoomIn checkpoint was trained with (its ``zoomin.json``, checked), or {} for
+    a model without one: the one reader of what a stage inherits."""
+    if not model_dir or not (Path(model_dir) / ZOOMIN_FILE).is_file():
+        return {}
+    fields = CheckpointInfo.load(model_dir).protocol.to_dict()
+    fields.pop("schema_version")
+    return fields

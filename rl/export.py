@@ -73,6 +73,7 @@ def export(
     info = CheckpointInfo.load(run)
     model = load_merged(run)
     processor = AutoProcessor.from_pretrained(run)
+    info.protocol.codec.apply_to(processor)  # the exported processor resizes as the model was trained
     name = model_id.split("/")[-1] if model_id else Path(out_dir).name
 
     def write(tmp: Path) -> None:

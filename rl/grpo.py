@@ -27,6 +27,7 @@ from rl.distributed import prepare_distributed
 from rl.joint import JointGRPOTrainer
 from rl.modeling import build_protocol, load_eval_records, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
+from rl.preflight import check_stage
 from rl.trainer import ZoomInGRPOTrainer
 from rl.vllm import check_vllm
 from zoomin.data import Record
@@ -88,8 +89,10 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
 
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
-    check_vllm(run, protocol, processor, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    check_vllm(run, world_size)
     records = load_training_records(run, run.output_dir)
+    check_stage("grpo", run, model_args.model_name_or_path, protocol, processor, records, world_size)
     cuts = budget_cuts(records, run.stage, run.crop_source, protocol, processor.tokenizer, run.max_completion_length)
     if cuts:
         logger.warning(cuts)
@@ -103,8 +106,9 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
     funcs, weights = build_rewards(run.rewards or DEFAULT_REWARDS[run.stage], run.reward_weights, protocol,
                                    load_mapping(run.reward_params, "reward_params"))
     run.reward_weights = weights
+    trained = ["locate", "examine"] if run.stage == "joint" else [run.stage]  # policy crops: query 1 is not trained
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path, f"grpo_{run.stage}", argv,
-                            run.train_data, len(records))
+                            run.train_data, len(records), budgets=dict.fromkeys(trained, run.max_completion_length))
 
     trainer_cls: type[GRPOTrainer] = ZoomInGRPOTrainer
     extra: dict[str, Any] = {"crop_source": run.crop_source if run.stage == "examine" else "annotations"}

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 from trl import ModelConfig
 
-from rl.config import DataArguments, load_mapping
+from rl.config import DataArguments, RecipeError, load_mapping, saved_protocol
 from rl.distributed import keep_checkpoint_names
-from zoomin.checkpoint import ZOOMIN_FILE, CheckpointInfo
-from zoomin.codecs import BoxCodec
+from zoomin.checkpoint import ZOOMIN_FILE
+from zoomin.codecs import BOUNDS, BoxCodec
 from zoomin.data import Record, load_records
 from zoomin.protocol import ProtocolConfig
 
@@ -29,18 +30,35 @@ def load_processor(model_name_or_path: str) -> ProcessorMixin:
 def build_protocol(
     family: str, processor: ProcessorMixin, overrides: dict | str | None, model_dir: str | None = None
 ) -> ProtocolConfig:
-    """The protocol for this model: the one saved with it (a ZoomIn checkpoint's ``zoomin.json``,
-    so later stages keep the prompts earlier ones trained), then the recipe's overrides, with the
-    box codec always read from the processor itself."""
-    fields = load_mapping(overrides, "protocol")
-    if "codec" in fields:
-        raise ValueError("protocol.codec cannot be set in a recipe: it is read from the model's processor")
-    inherited: dict = {}
-    if model_dir and (Path(model_dir) / ZOOMIN_FILE).is_file():
-        inherited = CheckpointInfo.load(model_dir).protocol.to_dict()
-        inherited.pop("schema_version")
-        inherited.pop("codec")
-    return ProtocolConfig(codec=BoxCodec.from_processor(family, processor), **{**inherited, **fields})
+    """The protocol for this model, with its pixel budget applied to ``processor`` (in place).
+
+    The protocol is the one saved with the model (a ZoomIn checkpoint's ``zoomin.json``, so later
+    stages keep the prompts and crops earlier ones trained), then the recipe's overrides. The box
+    codec's family, patch and merge sizes are the processor's own; its pixel budget
+    (``protocol.codec.min_pixels``/``max_pixels``) is the saved one, else the recipe's, else the
+    processor's. A recipe that sets another budget than the checkpoint was trained with is refused:
+    the model would see images at another resolution and, for Qwen2.5-VL, boxes in another frame.
+    """
+    fields = dict(load_mapping(overrides, "protocol"))
+    budget = fields.pop("codec", None) or {}
+    if not isinstance(budget, dict) or set(budget) - set(BOUNDS):
+        raise RecipeError(f"protocol.codec: only the pixel budget ({', '.join(BOUNDS)}) can be set in a recipe, got "
+                          f"{budget!r}; the rest of the codec is read from the model's processor")
+    inherited = saved_protocol(model_dir)
+    saved = inherited.pop("codec", None)
+    if saved is not None:
+        trained = {k: saved[k] for k in BOUNDS}
+        if any(budget.get(k, v) != v for k, v in trained.items()):
+            raise RecipeError(f"protocol.codec {budget} differs from the pixel budget {trained} that {model_dir} was "
+                              f"trained with (its {ZOOMIN_FILE}): a later stage must see images as earlier ones did; "
+                              "drop protocol.codec from the recipe to keep the checkpoint's budget")
+        budget = trained
+    try:
+        codec = replace(BoxCodec.from_processor(family, processor), **budget)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"protocol.codec: {e}") from None
+    codec.apply_to(processor)
+    return ProtocolConfig(codec=codec, **{**inherited, **fields})
 
 
 def load_model(model: ModelConfig, freeze_vision: bool = False) -> PreTrainedModel:

@@ -41,16 +41,23 @@ class InfoWriter:
 
     The lineage is what the starting model carried (a folder with a ``zoomin.json`` is a ZoomIn
     run) plus this stage; a model without one is the origin. ``ended`` is stamped at each write.
+    ``budgets`` are the answer budgets (``max_new_tokens``) of the queries this stage trained; the
+    other query keeps the starting model's, so a checkpoint is served with the budgets it was
+    trained under, not with answers cut mid-explanation.
     """
 
     def __init__(self, protocol: ProtocolConfig, family: str, model: str, stage: str, argv: list[str] | None,
-                 train_data: str, records: int):
+                 train_data: str, records: int, budgets: dict[str, int] | None = None):
         parent = CheckpointInfo.load(model) if (Path(model) / ZOOMIN_FILE).is_file() else None
         base, local = (parent.base_model, parent.base_model_local) if parent else origin_of(model)
         self.inherited = parent.stages if parent else []
+        generation = parent.generation if parent else CheckpointInfo(protocol).generation
+        for query, tokens in (budgets or {}).items():
+            generation[query] = {**generation[query], "max_new_tokens": tokens}
         self.stage = {"stage": stage, "recipe": recipe_path(argv), "data": train_data, "records": records,
                       "started": _now()}
         self.info = CheckpointInfo(protocol=protocol, family=family, base_model=base, base_model_local=local,
+                                   generation=generation,
                                    stages=[*self.inherited, StageRecord(**self.stage, ended=self.stage["started"])])
 
     def __call__(self, folder: Path) -> None:

@@ -12,6 +12,7 @@ from rl.config import ZoomInSFTConfig, check_common, parse
 from rl.distributed import prepare_distributed
 from rl.modeling import build_protocol, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, finish, record_recipe
+from rl.preflight import check_stage
 from zoomin.formats import sft_dataset
 
 
@@ -23,9 +24,10 @@ def main(argv: list[str] | None = None) -> SFTTrainer:
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
+    found = check_stage("sft", run, model_args.model_name_or_path, protocol, processor, records)
     train = sft_dataset(records, protocol, run.locate_repeats)
     write_info = InfoWriter(protocol, family, model_args.model_name_or_path, "sft", argv, run.train_data,
-                            len(records))
+                            len(records), budgets=found.answer_budgets)
 
     trainer = SFTTrainer(
         model=load_model(model_args, run.freeze_vision),

@@ -10,13 +10,15 @@ three things are left to this module, each used by :class:`rl.trainer.ZoomInGRPO
   prompt and tool-returned images). :func:`engine_prompt_ids` collapses each run of image pads to
   one placeholder, so that vLLM's own expansion rebuilds the trained ids token for token; it covers
   the joint stage's inserted crop turn too, because that turn reaches the engine inside the prompt
-  ids of the examine generation. :func:`trl_sends_unexpanded_ids` makes it step aside once TRL
-  passes unexpanded ids itself. Server mode needs none of this in 1.16: the server's image features
-  are placed at the runs of the trainer's own expanded ids.
+  ids of the examine generation. Once TRL passes the engine's ids itself (``vllm_prompt_ids``), the
+  collapse steps aside for TRL's calls, and this package's own generations hand theirs through that
+  argument (:func:`trl_sends_unexpanded_ids`). Server mode needs none of this in 1.16: the server's
+  image features are placed at the runs of the trainer's own expanded ids.
 * **No vision token sampled.** HF generation suppresses the vision placeholders through
   ``suppress_tokens``; under vLLM the same ids go in ``SamplingParams.bad_words`` through
   ``generation_kwargs`` (:func:`with_vision_guard`), in both modes.
-* **Pre-flight.** :func:`check_vllm` rejects, before any weights load, the settings vLLM cannot honour.
+* **Pre-flight.** :func:`check_vllm` rejects, before any weights load, the settings vLLM cannot honour;
+  :mod:`rl.preflight` adds the context length the stage's rollouts need and the engine's processor.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from zoomin.special_tokens import vision_token_ids
 VLLM_MODES = ("colocate", "server")
 UNEXPANDED_IDS_PARAMETER = "vllm_prompt_ids"
 """The argument through which TRL's fix (PR 6718) hands ``_generate_single_turn`` the ids meant for
-the engine; its presence says TRL no longer sends expanded ids."""
+the engine; its presence says TRL no longer sends expanded ids, and our override accepts it."""
 
 
 def trl_sends_unexpanded_ids(trainer_cls: type = GRPOTrainer) -> bool:
-    """Whether this TRL already feeds vLLM one placeholder per image (so our collapse must not run)."""
+    """Whether this TRL's ``_generate_single_turn`` takes the engine's ids apart from the trained ones (so
+    they go through that argument, and the collapse never runs on ids TRL made)."""
     return UNEXPANDED_IDS_PARAMETER in inspect.signature(trainer_cls._generate_single_turn).parameters
 
 
@@ -67,39 +70,7 @@ def with_vision_guard(generation_kwargs: dict | None, model_config: Any, tokeniz
     return kwargs
 
 
-def max_image_tokens(codec: BoxCodec, side: int | None = None) -> int:
-    """Most visual tokens one image can take: a ``side`` x ``side`` crop, or any image (``None``)."""
-    factor = codec.patch_size * codec.merge_size
-    if side is None:
-        return codec.max_pixels // factor**2
-    w, h = codec.frame((side, side))
-    return (w // factor) * (h // factor)
-
-
-def longest_context(protocol: ProtocolConfig, stage: str, processor: Any, max_completion_length: int) -> int:
-    """An upper bound on the prompt plus completion tokens of one rollout of ``stage``.
-
-    Text is measured by rendering the stage's messages with the widest region lines (one placeholder
-    per image); each image then adds its most tokens: the original at the processor's pixel bound,
-    each of ``crop.max_crops`` crops at the crop side. The joint stage holds both answers.
-    """
-    crops = protocol.crop.max_crops
-    regions = [[9999, 9999, 9999, 9999]] * crops
-    images = max_image_tokens(protocol.codec) + crops * max_image_tokens(protocol.codec, protocol.crop.resize_longest)
-
-    def text_tokens(messages: list[dict]) -> int:
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return len(processor.tokenizer(text)["input_ids"])
-
-    if stage == "locate":
-        return text_tokens(protocol.locate_messages()) + max_image_tokens(protocol.codec) + max_completion_length
-    # in context, query 2 follows query 1 and its answer (joint: both answers are generated)
-    examine = protocol.examine_messages(regions, locate_answer="" if protocol.examine_in_context else None)
-    answers = 2 if stage == "joint" else 1
-    return text_tokens(examine) + images + answers * max_completion_length
-
-
-def check_vllm(run: Any, protocol: ProtocolConfig, processor: Any, world_size: int = 1) -> None:
+def check_vllm(run: Any, world_size: int = 1) -> None:
     """Reject ``use_vllm`` settings the engine cannot honour; call before any weights load.
 
     Raises :class:`rl.config.RecipeError` naming the setting.
@@ -111,10 +82,10 @@ def check_vllm(run: Any, protocol: ProtocolConfig, processor: Any, world_size: i
     if importlib.util.find_spec("vllm") is None:
         raise RecipeError("use_vllm: true, but vLLM is not installed in this environment (pip install vllm; "
                           "on the CPU see `make vllm-env`)")
-    check_vllm_settings(run, protocol, processor, world_size)
+    check_vllm_settings(run, world_size)
 
 
-def check_vllm_settings(run: Any, protocol: ProtocolConfig, processor: Any, world_size: int = 1) -> None:
+def check_vllm_settings(run: Any, world_size: int = 1) -> None:
     """The checks of :func:`check_vllm` that need no engine installed (the recipe tests run these)."""
     from rl.config import RecipeError
 
@@ -128,8 +99,22 @@ def check_vllm_settings(run: Any, protocol: ProtocolConfig, processor: Any, worl
                               f"{world_size} training processes")
     elif run.vllm_server_base_url is None and not run.vllm_server_host:
         raise RecipeError("vllm_mode: server needs vllm_server_host (or vllm_server_base_url)")
-    needed = longest_context(protocol, run.stage, processor, run.max_completion_length)
-    if run.vllm_max_model_length is not None and run.vllm_max_model_length < needed:
-        raise RecipeError(f"vllm_max_model_length {run.vllm_max_model_length} is below the longest {run.stage} "
-                          f"rollout: up to {needed} tokens of prompt, images and max_completion_length "
-                          f"{run.max_completion_length}")
+
+
+def engine_processor_problem(model_dir: str, protocol: ProtocolConfig) -> str | None:
+    """Why the vLLM engine would see images otherwise than the trainer, or None.
+
+    TRL builds the engine from the model folder (``LLM(model=...)``; a ``trl vllm-serve`` server from
+    the folder it is given), so the engine's processor is the one saved there. When the stage's pixel
+    budget differs from that folder's, the engine would expand every image to another token count than
+    the trained ids: rollouts off the trained context.
+    """
+    from transformers import AutoImageProcessor
+
+    saved = BoxCodec.from_processor(protocol.codec.family, AutoImageProcessor.from_pretrained(model_dir))
+    if (saved.min_pixels, saved.max_pixels) == (protocol.codec.min_pixels, protocol.codec.max_pixels):
+        return None
+    return (f"the vLLM engine loads its processor from {model_dir}, which resizes images to {saved.min_pixels}-"
+            f"{saved.max_pixels} pixels, but this stage's pixel budget is {protocol.codec.min_pixels}-"
+            f"{protocol.codec.max_pixels}: rollouts would be sampled from other image tokens than are trained; "
+            "start from a checkpoint saved under the budget (a ZoomIn SFT stage's output) or use_vllm: false")

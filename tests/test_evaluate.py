@@ -88,6 +88,8 @@ class _Oracle:
     a model that needs the zoom would; the located crops always do, random ones only by chance.
     """
 
+    protocol = ProtocolConfig()  # its crops' zoom factor is reported like a real detector's
+
     def __init__(self, records):
         self.queue = []
         self.records = records

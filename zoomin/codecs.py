@@ -21,6 +21,10 @@ from typing import Any
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 GRID = 1000
 """Side of the relative coordinate grid used by Qwen2-VL and Qwen3-VL."""
+MAX_ASPECT_RATIO = 200
+"""The Qwen-VL processors refuse an image whose long side is more than this many times its short side."""
+BOUNDS = ("min_pixels", "max_pixels")
+"""The codec fields a recipe may set (``protocol.codec``): the pixel budget. The others are the model's."""
 
 
 def check_family(family: str) -> str:
@@ -56,8 +60,12 @@ def decode_with_frame(
 class BoxCodec:
     """Converts boxes between original pixels and one model family's coordinates.
 
-    The resize parameters matter only for ``qwen2_5_vl`` and must be the processor's own; build the
-    codec with :meth:`from_processor` so they cannot drift from what the model actually sees.
+    ``min_pixels``/``max_pixels`` are the checkpoint's **pixel budget**: every image (the global view
+    and each crop) is resized by the processor's "smart resize" into that range, in multiples of
+    ``patch_size * merge_size``. The budget decides how many tokens an image costs and, for
+    ``qwen2_5_vl``, the frame of every box, so it is applied to the processor by every stage and
+    engine (:meth:`apply_to`) and a checkpoint's saved codec is the one it is served with. Build the
+    codec with :meth:`from_processor` so its fields cannot drift from what the model actually sees.
     """
 
     family: str
@@ -68,18 +76,49 @@ class BoxCodec:
 
     def __post_init__(self) -> None:
         check_family(self.family)
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(f"codec pixel budget needs 0 < min_pixels <= max_pixels, got {self.min_pixels} and "
+                             f"{self.max_pixels}")
+
+    @property
+    def factor(self) -> int:
+        """Pixels per side of one merged image token."""
+        return self.patch_size * self.merge_size
+
+    def resized(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """``(width, height)`` the processor resizes an image of ``image_size`` to, under this budget.
+
+        Raises ``ValueError`` past :data:`MAX_ASPECT_RATIO`, as the processor does.
+        """
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        w, h = image_size
+        rh, rw = smart_resize(h, w, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        return rw, rh
+
+    def image_tokens(self, image_size: tuple[int, int]) -> int:
+        """Merged image tokens (``<|image_pad|>`` in the expanded prompt) of an image of ``image_size``."""
+        w, h = self.resized(image_size)
+        return (w // self.factor) * (h // self.factor)
+
+    @property
+    def max_image_tokens(self) -> int:
+        """The most tokens any one image can cost under this budget."""
+        return self.max_pixels // self.factor**2
 
     def frame(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """``(width, height)`` of the model's coordinate space for an image of ``image_size``."""
         if self.family != "qwen2_5_vl":
             return GRID, GRID
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+        return self.resized(image_size)
 
-        w, h = image_size
-        rh, rw = smart_resize(
-            h, w, factor=self.patch_size * self.merge_size, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-        )
-        return rw, rh
+    def apply_to(self, processor: Any) -> None:
+        """Set this budget on a processor's image processor (in place), so it resizes as trained."""
+        ip = getattr(processor, "image_processor", processor)
+        ip.size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        for name in BOUNDS:  # older processors also read the bare attributes
+            if getattr(ip, name, None) is not None:
+                setattr(ip, name, getattr(self, name))
 
     def encode(self, box: Sequence[float], image_size: tuple[int, int]) -> list[int]:
         return encode_with_frame(box, image_size, self.frame(image_size))

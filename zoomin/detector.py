@@ -118,20 +118,21 @@ class ZoomInDetector:
     ) -> ZoomInDetector:
         """Load a checkpoint folder. Remote code runs only with ``trust_remote_code=True``.
 
-        Refuses a checkpoint whose saved box codec disagrees with its processor's resize
-        parameters: boxes would silently land in the wrong place.
+        Refuses a checkpoint whose processor would resize images otherwise than its saved box codec
+        (pixel budget, patch and merge sizes): the model would see other images than it was trained
+        on and, for Qwen2.5-VL, boxes would land in the wrong place.
         """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         info = CheckpointInfo.load(directory)
         processor = AutoProcessor.from_pretrained(directory, trust_remote_code=trust_remote_code)
-        if info.family == "qwen2_5_vl":
-            actual = BoxCodec.from_processor(info.family, processor)
-            if actual != info.protocol.codec:
-                raise CheckpointError(
-                    f"{Path(directory) / 'zoomin.json'} has box codec {info.protocol.codec.to_dict()} but the "
-                    f"processor resizes with {actual.to_dict()}; boxes would be decoded wrongly"
-                )
+        actual = BoxCodec.from_processor(info.family, processor)
+        if actual != info.protocol.codec:
+            raise CheckpointError(
+                f"{Path(directory) / 'zoomin.json'} was trained with box codec and pixel budget "
+                f"{info.protocol.codec.to_dict()} but its processor resizes with {actual.to_dict()}; serving "
+                "it so would show the model other images than it learned on"
+            )
         kwargs = {"dtype": dtype} if dtype is not None else {}
         with no_progress_bars():
             model = AutoModelForImageTextToText.from_pretrained(

@@ -29,6 +29,8 @@ from zoomin.data import Record
 from zoomin.detector import ZoomInDetector
 from zoomin.images import ImageProblem
 from zoomin.metrics import compute_metrics, verdict_metrics
+from zoomin.protocol import ProtocolConfig
+from zoomin.zoom import crop_window, zoom_factor
 
 JPEG_QUALITY = 50
 DOWNSCALE = 0.5
@@ -56,7 +58,7 @@ CONDITIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 TABLE_ROWS = (
     "accuracy", "f1", "auroc", "iou", "iou_fake", "bleu2", "rougeL", "preliminary_accuracy", "random_crop_accuracy",
     "change_rate",
-    "change_correct_rate", "no_verdict_rate", "locate_format_error_rate", "examine_format_error_rate",
+    "change_correct_rate", "no_verdict_rate", "locate_format_error_rate", "examine_format_error_rate", "zoom_factor",
 )  # fmt: skip
 
 
@@ -117,8 +119,17 @@ def evaluate(
                 metrics[name]["random_crop_accuracy"] = verdict_metrics(
                     labels, [d.verdict for d in ablated], [d.score for d in ablated])["accuracy"]
             if name == "clean":
+                metrics[name]["zoom_factor"] = median_zoom(detections, detector.protocol)
                 predictions = [{"id": r.id, "label": r.label, **d.to_dict()} for r, d in zip(kept, detections)]
     return {"metrics": metrics, "predictions": predictions, "skipped": skipped}
+
+
+def median_zoom(detections: Sequence, protocol: ProtocolConfig) -> float | None:
+    """The median zoom factor of the crops query 2 was shown (detail in a crop over detail of the same
+    region in the global view; :func:`zoomin.zoom.zoom_factor`), or None when no crop was shown."""
+    zooms = [zoom_factor(crop_window(box, d.image_size, protocol.crop), d.image_size, protocol)
+             for d in detections for box in d.boxes[: protocol.crop.max_crops]]
+    return float(np.median(zooms)) if zooms else None
 
 
 def random_regions(boxes: Sequence[Box], image_size: tuple[int, int], rng: np.random.Generator) -> list[Box]:

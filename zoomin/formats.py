@@ -58,6 +58,11 @@ def locate_target(record: Record, protocol: ProtocolConfig) -> str:
     return protocol.render_locate(locate_think(record), model_boxes(record, protocol), record.label)
 
 
+def reference_answers(record: Record, protocol: ProtocolConfig) -> dict[str, str]:
+    """Both queries' answers the annotations call for (what SFT teaches), by query."""
+    return {"locate": locate_target(record, protocol), "examine": protocol.render_examine(record.explanation, record.label)}
+
+
 def sft_rows(records: Sequence[Record], protocol: ProtocolConfig, locate_repeats: int = 1) -> list[dict]:
     """The image-free part of the SFT examples, in TRL's prompt-completion form (so SFTTrainer puts the
     loss on the answer tokens only): per record the locate example ``locate_repeats`` times, then the
@@ -131,6 +136,23 @@ def _image_columns(record: Record) -> dict[str, Any]:
             "image_inline": None if isinstance(record.image, str) else record.image}
 
 
+def zoom_columns(
+    region_boxes: list[list[int]], crop_windows: list[list[int]], locate_answer: str | None = None
+) -> dict[str, Any]:
+    """The reward columns that say what query 2 was shown: ``region_boxes`` (model coordinates, as
+    introduced), ``crop_windows`` (original pixels, same order) and, when the crops were cut from a
+    locate answer generated during the rollout (policy crops, the joint stage), that answer as
+    ``locate_completions``.
+
+    The one builder of these columns, for the examine rows of a dataset and for the rows the trainers
+    rewrite at rollout time, so a reward reads the same columns under the same names in every stage.
+    """
+    columns: dict[str, Any] = {"region_boxes": region_boxes, "crop_windows": crop_windows}
+    if locate_answer is not None:
+        columns["locate_completions"] = locate_answer
+    return columns
+
+
 def grpo_row(
     record: Record, stage: GrpoStage, protocol: ProtocolConfig, crop_boxes: list[list[float]] | None = None
 ) -> dict:
@@ -154,8 +176,7 @@ def grpo_row(
                                  "use crop_source=policy or annotations")
             located = locate_target(record, protocol)
         row["prompt"] = protocol.examine_messages(shown, located)
-        row["region_boxes"] = shown
-        row["crop_windows"] = windows
+        row.update(zoom_columns(shown, windows))
     else:
         row["prompt"] = protocol.locate_messages()
     return row

@@ -3,7 +3,9 @@
 Datasets scraped from the web hold CMYK JPEGs, palette PNGs with transparency, 16-bit TIFFs,
 grayscale scans, phone photos with an EXIF rotation, truncated downloads and decompression bombs.
 Every path into a model goes through :func:`load_rgb`, so training, evaluation and detection see the
-same pixels, and a bad file raises :class:`ImageProblem` with a reason a person can act on.
+same pixels, and a bad file raises :class:`ImageProblem` with a reason a person can act on. That
+includes images every Qwen-VL processor refuses (a strip longer than 200 times its width): refused
+here, one record or one file is named and skipped, instead of the processor stopping a run or a batch.
 
 Decompression bombs meet two limits. Ours (``max_pixels``) is checked on the header's size before
 any pixel is decoded. Pillow's own refuses a header above twice ``PIL.Image.MAX_IMAGE_PIXELS``
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from zoomin.codecs import MAX_ASPECT_RATIO
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Images above this many pixels are refused before decoding (decompression-bomb guard)."""
@@ -48,6 +52,9 @@ def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
     w, h = image.size
     if w * h > max_pixels:
         raise ImageProblem(f"image has {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise ImageProblem(f"image is {w}x{h}, an aspect ratio of {max(w, h) / min(w, h):.0f}:1; the Qwen-VL "
+                           f"processors take at most {MAX_ASPECT_RATIO}:1")
     try:
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))

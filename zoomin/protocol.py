@@ -38,19 +38,31 @@ class CropPolicy:
     """How a located box becomes the zoomed crop shown to the examine query.
 
     Saved inside every checkpoint (via the protocol config), because a model trained on padded crops
-    of one size should be served the same crops.
+    of one size should be served the same crops. The point of the zoom is magnification: a crop must
+    show its region with at least the detail the global view gives it (zoom factor >= 1, reported by
+    :func:`zoomin.zoom.zoom_factor` and ``zoomin check``). The processor then resizes each crop, like
+    any image, into the codec's pixel budget.
     """
 
     pad_ratio: float = 0.15
     """Context added on every side, as a fraction of the box's width/height."""
     min_side: int = 28
-    """Crops are grown (around their centre) to at least this many original pixels per side; a
+    """Crop windows are grown (around their centre) to at least this many original pixels per side; a
     model's vision patches need a few pixels to see anything."""
     max_crops: int = 4
     """At most this many crops are shown; extra boxes are ignored in order."""
-    resize_longest: int | None = 112
-    """Crops are resized so their longest side is this many pixels (None keeps the crop's size):
-    this is the zoom."""
+    resize_longest: int | None = None
+    """A fixed zoom: every crop is resized so its longest side is this many pixels, whatever its
+    region's size. The tiny recipes use it (their processors' global view is 16 tokens, so any crop of
+    128 px zooms in). None, the default for real models: the window keeps its native resolution,
+    magnified to ``min_longest`` and capped at ``max_crop_pixels``; a 2048 px photograph's global view
+    under a 1280-token budget is ~1000 px, so a native crop zooms in by ~2x."""
+    min_longest: int = 448
+    """Native crops (``resize_longest`` None) whose longest side is shorter are magnified to it: a
+    small region gets at least 448 px, 16 Qwen2.5-VL tokens across (14 for Qwen3-VL)."""
+    max_crop_pixels: int | None = None
+    """Native crops with more pixels are scaled down to this many (a per-crop token budget: tokens x
+    (patch x merge)^2); None: only the codec's ``max_pixels`` bounds a crop."""
 
     def __post_init__(self) -> None:
         if self.pad_ratio < 0:
@@ -61,6 +73,11 @@ class CropPolicy:
             raise ValueError(f"crop max_crops must be >= 0, got {self.max_crops}")
         if self.resize_longest is not None and self.resize_longest < 1:
             raise ValueError(f"crop resize_longest must be >= 1 or null, got {self.resize_longest}")
+        if self.min_longest < 1:
+            raise ValueError(f"crop min_longest must be >= 1, got {self.min_longest}")
+        if self.max_crop_pixels is not None and self.max_crop_pixels < self.min_longest:
+            raise ValueError(f"crop max_crop_pixels must be null or at least min_longest ({self.min_longest}), "
+                             f"got {self.max_crop_pixels}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -360,3 +360,53 @@ def build_tiny_vlm(
         model.save_pretrained(out)
     _processor(family, max_tokens, tokenizer).save_pretrained(out)
     return out
+
+
+RELEASED_TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "head_dim": 32}
+"""Text widths of :func:`build_released_vlm`'s models: two layers, heads of 32 dimensions (what
+vLLM's CPU attention needs), every other size the released config's."""
+RELEASED_VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2}
+
+
+def build_released_vlm(processor_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """A random-weight model of a released checkpoint's config class that speaks exactly what it speaks.
+
+    ``processor_dir`` holds a released checkpoint's ``config.json`` and processor files (tokenizer,
+    chat template, image processor with its pixel bounds), as in ``../shared/fixtures/qwen-processors``.
+    The model keeps the real vocabulary, special-token ids, rotary layout (M-RoPE sections scaled to
+    the smaller heads), patch and merge sizes; layers and widths shrink to :data:`RELEASED_TEXT` and
+    :data:`RELEASED_VISION`, so a step runs on a CPU while every boundary a real run crosses (image
+    token counts, template turns, the processor's limits) is the real one. Written with the processor
+    and generation config, it reloads offline like a Hub checkpoint.
+    """
+    from transformers import AutoConfig, AutoProcessor
+
+    src, out = Path(processor_dir), Path(out_dir)
+    config = AutoConfig.from_pretrained(src)
+    text, vision = config.text_config, config.vision_config
+    scale = RELEASED_TEXT["head_dim"] / (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
+    rope = dict(text.rope_parameters)
+    section = [round(s * scale) for s in rope["mrope_section"]]
+    section[0] += RELEASED_TEXT["head_dim"] // 2 - sum(section)  # the sections fill half a head exactly
+    rope["mrope_section"] = section
+    if getattr(text, "layer_types", None):
+        text.layer_types = text.layer_types[: RELEASED_TEXT["num_hidden_layers"]]
+    for key, value in {**RELEASED_TEXT, "rope_parameters": rope}.items():
+        setattr(text, key, value)
+    for key, value in {**RELEASED_VISION, "out_hidden_size": RELEASED_TEXT["hidden_size"]}.items():
+        setattr(vision, key, value)
+    if config.model_type == "qwen3_vl":
+        vision.deepstack_visual_indexes = [0]
+    else:
+        vision.fullatt_block_indexes = [1]
+    config.tie_word_embeddings = text.tie_word_embeddings = True  # one 152k x 128 matrix, not two
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config = GenerationConfig.from_pretrained(src)
+    out.mkdir(parents=True, exist_ok=True)
+    with no_progress_bars():
+        model.save_pretrained(out)
+    AutoProcessor.from_pretrained(src).save_pretrained(out)
+    return out
