@@ -12,31 +12,22 @@ its tool-calling path, which masks the inserted tokens out of the loss (``tool_m
 the inserted images to the forward pass. The zoom is such a tool, except that the protocol, not a
 JSON tool call, says when it runs. So this trainer generates the two turns itself and hands TRL
 the same per-sample results its tool loop would, and TRL's own code computes log-probabilities,
-advantages and the loss. Rewards see the examine answer as the completion and the locate answer
-in the ``locate_completions`` column, plus ``region_boxes`` and ``crop_windows`` of the crops used.
+advantages and the loss. Every use of TRL's internals for this sits in :mod:`rl.trl_adapter`.
+Rewards see the examine answer as the completion and the columns of
+:func:`zoomin.formats.zoom_columns` (the locate answer, the regions shown and the windows cropped).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
-from rl.trainer import ZoomInGRPOTrainer, examine_row
+from rl import trl_adapter as trl
+from rl.trainer import ZoomInGRPOTrainer
+from zoomin.formats import zoom_columns
 from zoomin.protocol import ProtocolConfig
-
-
-def zoom(regions: str) -> str:
-    """Crop and zoom the located regions.
-
-    Run by the protocol after every locate answer, never called by the model; its presence in
-    ``tools`` is what tells TRL that completions carry inserted images.
-
-    Args:
-        regions: the boxes of the locate answer.
-    """
-    return regions
+from zoomin.zoom import zoom_answer
 
 
 class JointGRPOTrainer(ZoomInGRPOTrainer):
@@ -47,49 +38,42 @@ class JointGRPOTrainer(ZoomInGRPOTrainer):
             raise ValueError("the joint stage needs protocol.examine_in_context: true (set it in the recipe, and "
                              "warm-start with SFT under the same protocol)")
         super().__init__(*args, protocol=protocol, crop_source="annotations", **kwargs)
-        self._standalone_tools = []
-        self._extras: list[dict] = []
 
-    def _generate(self, prompts: list):
-        # `self.tools` is set only while TRL must treat completions as carrying inserted images: during
-        # the examine generation, and afterwards for this batch's forward pass if any crop was made.
+    def _generate(self, prompts: list) -> trl.Generation:
         # Query 1 is rendered and generated exactly as in the other stages.
-        self.tools = None
-        prompt_ids, locate_ids, _, completions, logprobs, extra, images, _ = super()._generate(prompts)
-
-        rows = [
-            examine_row({"images": imgs, "id": str(i)}, completion[0]["content"], self.protocol)
-            for i, (imgs, completion) in enumerate(zip(images, completions))
-        ]
-        suffixes = [self._suffix_ids(row["prompt"][-1], row["images"][1:], ids) for row, ids in zip(rows, locate_ids)]
-        contexts = [p + c + s for p, c, s in zip(prompt_ids, locate_ids, suffixes)]
-        all_images = [row["images"] for row in rows]
-        flat = [image for group in all_images for image in group]
-        pixels = self.processing_class.image_processor(images=flat, return_tensors="pt")
-        fields = dict(super(GRPOTrainer, self)._prepare_inputs(pixels))  # the Trainer's device move
-        self.tools = [zoom]
-        examine_ids, examine_logprobs = self._generate_single_turn(contexts, all_images, fields, num_generations=1,
-                                                                   has_tool_images=True)
+        first = trl.generate_plain(self, prompts)
+        answers = [completion[0]["content"] for completion in first.completions]
+        queries = [zoom_answer(images[0], answer, self.protocol) for images, answer in zip(first.images, answers)]
+        suffixes = [self._suffix_ids(query.messages[-1], query.crops, ids)
+                    for query, ids in zip(queries, first.completion_ids)]
+        contexts = [p + c + s for p, c, s in zip(first.prompt_ids, first.completion_ids, suffixes)]
+        all_images = [query.images for query in queries]
+        pixels = self.processing_class.image_processor(images=[im for group in all_images for im in group],
+                                                       return_tensors="pt")
+        examine_ids, examine_logprobs = trl.generate_after_insert(self, contexts, all_images,
+                                                                  trl.to_device(self, pixels))
         texts = self.processing_class.batch_decode(examine_ids, skip_special_tokens=True)
 
-        completion_ids, tool_mask = [], []
-        for loc, suffix, exam in zip(locate_ids, suffixes, examine_ids):
-            completion_ids.append(loc + suffix + exam)
-            tool_mask.append([1] * len(loc) + [0] * len(suffix) + [1] * len(exam))
+        turns = list(zip(first.completion_ids, suffixes, examine_ids))
+        completion_ids = [loc + suffix + exam for loc, suffix, exam in turns]
+        tool_mask = [trl.trajectory_mask([(len(loc), True), (len(suffix), False), (len(exam), True)])
+                     for loc, suffix, exam in turns]
+        logprobs = first.logprobs
         if logprobs is not None:
             logprobs = [lp + [0.0] * len(s) + elp for lp, s, elp in zip(logprobs, suffixes, examine_logprobs)]
         completions = [
-            [c[0], {"role": "user", "content": f"{len(r['region_boxes'])} zoomed regions"},
-             {"role": "assistant", "content": t}]
-            for c, r, t in zip(completions, rows, texts)
+            [c[0], {"role": "user", "content": f"{len(q.crops)} zoomed regions"}, {"role": "assistant", "content": t}]
+            for c, q, t in zip(first.completions, queries, texts)
         ]
-        self._extras = [{k: r[k] for k in ("locate_completions", "region_boxes", "crop_windows")} for r in rows]
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["completions/examine_mean_length"].append(sum(map(len, examine_ids)) / len(examine_ids))
-        self._metrics[mode]["zoom/mean_regions"].append(sum(len(r["region_boxes"]) for r in rows) / len(rows))
-        tool_images = [row["images"][1:] for row in rows]
-        self.tools = [zoom] if any(tool_images) else None
-        return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, all_images, tool_images
+        trl.log_mean(self, "completions/examine_mean_length", [len(ids) for ids in examine_ids])
+        trl.log_mean(self, "zoom/mean_regions", [len(q.crops) for q in queries])
+        tool_images = [query.crops for query in queries]
+        trl.declare_inserted_images(self, any(tool_images))
+        # per-rollout reward columns, which TRL adds to each row the reward functions receive
+        columns = [zoom_columns(q.region_boxes, q.crop_windows, a) for q, a in zip(queries, answers)]
+        extra_fields = {**first.extra_fields, **{name: [c[name] for c in columns] for name in columns[0]}}
+        return trl.Generation(first.prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields,
+                              all_images, tool_images)
 
     def _suffix_ids(self, examine_turn: dict, crops: list, locate_ids: list[int]) -> list[int]:
         """Token ids from the end of the locate answer to the start of the examine answer: the
@@ -101,11 +85,7 @@ class JointGRPOTrainer(ZoomInGRPOTrainer):
         render = self.processing_class.apply_chat_template
         prefix_ids = render(prefix, tokenize=True, return_dict=False)[0]
         full_ids = render(prefix + turn, tokenize=True, return_dict=False, add_generation_prompt=True)[0]
-        eos = self._tokenizer.eos_token_id
+        eos = self.processing_class.tokenizer.eos_token_id
         end = max(i for i, t in enumerate(prefix_ids) if t == eos) + 1
         suffix = list(full_ids[end:])
         return suffix if locate_ids and locate_ids[-1] in self.eos_token_ids else [eos, *suffix]
-
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        inputs = [{**row, **extra} for row, extra in zip(inputs, self._extras)]
-        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

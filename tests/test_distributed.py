@@ -4,6 +4,7 @@ the plain torchrun path, and the commands the SLURM script prints.
 Each launch costs 20-40 s on a 2-core machine, most of it imports in both processes (the first
 DeepSpeed launch on a machine also compiles DeepSpeed's shared-memory op: about 2 minutes more).
 The tests share one data set and one tiny model, and run 2 steps with 16-token completions.
+The rollout tests launch tests/distributed_probe.py, which records what the reward functions received.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from transformers import AutoModelForImageTextToText
 from rl.checkpoints import is_complete, last_complete_checkpoint
 from rl.cli import main as cli
 from rl.distributed import prepare_distributed
+from rl.trainer import share_prompts
 from zoomin.synth import synthesize
 
 pytestmark = pytest.mark.distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "launch" / "slurm" / "zoomin.sbatch"
+PROBE = REPO / "tests" / "distributed_probe.py"
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 COMMON = ["--attn_implementation", "eager", "--bf16", "false", "--report_to", "none", "--logging_steps", "1",
@@ -70,8 +73,9 @@ def _accelerate(config: str, stage: str, *args: str) -> list[str]:
             "--main_process_port", str(_free_port()), "-m", "rl.cli", stage, *args]
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+def _run(command: list[str], **env: str) -> None:
+    done = subprocess.run(command, cwd=REPO, env={**_env(), **env}, capture_output=True, text=True,
+                          timeout=LAUNCH_TIMEOUT_S)
     assert done.returncode == 0, f"{shlex.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-6000:]}"
 
 
@@ -120,6 +124,60 @@ def test_grpo_two_processes(base, tmp_path, config):
     _run(_accelerate(config, "grpo", *base, *GRPO, "--output_dir", str(out)))
     _assert_finished(out, deepspeed=config != "ddp")
     assert {"rewards/format_locate/mean", "rewards/box_iou/mean"} <= _logs(out)[0].keys()
+
+
+def _probe(config: str, *args: str) -> list[str]:
+    """Launch 2 processes of ``zoomin`` through tests/distributed_probe.py."""
+    return [*ACCELERATE, "--config_file", f"launch/accelerate/{config}.yaml", "--num_processes", "2",
+            "--main_process_port", str(_free_port()), str(PROBE), *args]
+
+
+def _seen(probe_dir: Path) -> dict[int, list[dict]]:
+    """What each process's reward functions received (tests/distributed_probe.py), by process."""
+    return {int(f.stem.split("-")[1]): [json.loads(line) for line in f.read_text().splitlines()]
+            for f in sorted(probe_dir.glob("rank-*.jsonl"))}
+
+
+@pytest.mark.slow
+def test_policy_crops_are_drawn_once_per_group_across_processes(base, tmp_path):
+    """TRL's own layout: 3 prompts per process in groups of 2 (process 0 holds a a b, process 1 b c c), so
+    group b crosses processes. Every member of every group is shown the crops of the same locate answer."""
+    out, probe = tmp_path / "out", tmp_path / "probe"
+    probe.mkdir()
+    _run(_probe("ddp", "grpo", *base, *GRPO, "--stage", "examine", "--crop_source", "policy", "--num_generations",
+                "2", "--per_device_train_batch_size", "3", "--rewards", "verdict", "distributed_probe:seen",
+                "--output_dir", str(out)), ZOOMIN_PROBE_DIR=str(probe))
+    assert len(_logs(out)) == 2
+    seen = _seen(probe)
+    assert sorted(seen) == [0, 1]
+    answers: dict[tuple[int, str], set[tuple[str, str]]] = {}
+    ranks: dict[tuple[int, str], set[int]] = {}
+    for rank, rows in seen.items():
+        for row in rows:
+            group = (row["step"], row["id"])
+            answers.setdefault(group, set()).add((row["locate"], json.dumps(row["regions"])))
+            ranks.setdefault(group, set()).add(rank)
+    assert all(len(shown) == 1 for shown in answers.values()), answers
+    assert sum(len(r) == 2 for r in ranks.values()) == 2  # one crossing group per step
+
+
+@pytest.mark.slow
+def test_joint_steps_with_uneven_crops_between_processes_and_gathered_metrics(base, tmp_path):
+    """One group of 4 over 2 processes whose locate answers name 2 boxes (process 0) and none (process 1):
+    the steps complete, and the zoom metrics are means over both processes, not process 0's."""
+    out, probe = tmp_path / "out", tmp_path / "probe"
+    probe.mkdir()
+    _run(_probe("ddp", "grpo", *base, *GRPO, "--stage", "joint", "--protocol", '{"examine_in_context": true}',
+                "--rewards", "format_locate", "verdict", "distributed_probe:seen", "--output_dir", str(out)),
+         ZOOMIN_PROBE_DIR=str(probe), ZOOMIN_PROBE_BOXES="2,0")
+    logs = _logs(out)
+    assert len(logs) == 2
+    seen = _seen(probe)
+    assert {len(row["regions"]) for row in seen[0]} == {2} and {len(row["regions"]) for row in seen[1]} == {0}
+    for log in logs:
+        assert log["zoom/mean_regions"] == 1.0
+        assert log["completions/examine_mean_length"] > 0
+        assert log["rewards/format_locate/mean"] == 1.0  # the locate terms read the scripted answers
 
 
 @pytest.mark.slow
@@ -208,6 +266,14 @@ def test_sft_zero3_dead_rank_fails_fast_and_the_run_resumes(base, tiny_vlm, tmp_
                      "--output_dir", str(resumed)))
     assert json.loads((resumed / "trainer_state.json").read_text())["global_step"] == step + 1
     _assert_full_weights(resumed, tiny_vlm())
+
+
+def test_policy_crop_prompts_are_shared_once_each_on_a_process_that_holds_them():
+    # TRL's diagram: process 0 holds a a b, process 1 b c c; only its holders can locate a prompt
+    assert share_prompts([["a", "b"], ["b", "c"]]) == [["a", "b"], ["c"]]
+    assert share_prompts([["a", "b"], ["b", "c"], ["c", "d"], ["d", "a"]]) == [["a"], ["b"], ["c"], ["d"]]
+    assert share_prompts([["a"], ["a"]]) == [["a"], []]  # the second process pads with a copy of its own
+    assert share_prompts([["b", "a", "c"]]) == [["b", "a", "c"]]  # one process: every distinct prompt, in order
 
 
 def test_prepare_distributed_runs_processes_without_accelerators_on_the_cpu(monkeypatch):
