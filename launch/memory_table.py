@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
 from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 from transformers import AutoModelForImageTextToText
@@ -25,10 +26,11 @@ from bench.random_vlm import TEXT, qwen2_5_vl_config  # noqa: E402
 
 GIB = 2**30
 GPUS_PER_NODE = 8
-# recipes/qwen2_5_vl_7b/grpo_locate_lora.yaml: rank 64 on these projections. PEFT matches them by name,
-# so the vision tower's gate/up/down projections get adapters too.
-LORA_RANK = 64
-LORA_TARGETS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+LORA_RECIPE = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/qwen2_5_vl_7b/grpo_locate_lora.yaml").read_text())
+"""The LoRA rows are the shipped LoRA recipe's: its rank and target modules, read from it (PEFT matches
+targets by name, in the vision tower too where the names occur)."""
+LORA_RANK = LORA_RECIPE["lora_r"]
+LORA_TARGETS = set(LORA_RECIPE["lora_target_modules"])
 
 
 def counts(size: str) -> dict[str, int]:
