@@ -28,15 +28,13 @@ from zoomin.checkpoint import DEFAULT_GENERATION
 from zoomin.data import Record
 from zoomin.formats import reference_answers
 from zoomin.protocol import ProtocolConfig
-from zoomin.zoom import crop_window, max_crop_tokens, zoom_factor
+from zoomin.zoom import crop_size, crop_window, max_crop_tokens, zoom_factor
 
 logger = logging.getLogger(__name__)
 
 ZOOM_OUT_SHARE = 0.1
 """The pre-flight warns when more than this share of the data's boxes would be zoomed out: a few
 regions larger than a crop's token cap are expected, most are not."""
-WIDEST_REGION = [99999, 99999, 99999, 99999]
-"""A region line at its widest, so rendered prompt text is an upper bound on any real one."""
 
 
 @dataclass
@@ -68,6 +66,7 @@ class Lengths:
         self.protocol, self.processor = protocol, processor
         self.codec = protocol.codec
         self.crop_bound = max_crop_tokens(protocol)
+        self.widest_region = [self.codec.max_coordinate] * 4  # region lines at their widest: text is a bound
         self._text: dict[tuple[str, int, bool], int] = {}
 
     def text(self, query: str, regions: int, answered: bool) -> int:
@@ -77,7 +76,7 @@ class Lengths:
         if key not in self._text:
             p = self.protocol
             messages = (p.locate_messages() if query == "locate"
-                        else p.examine_messages([WIDEST_REGION] * regions, "" if p.examine_in_context else None))
+                        else p.examine_messages([self.widest_region] * regions, "" if p.examine_in_context else None))
             if answered:
                 messages = [*messages, {"role": "assistant", "content": [{"type": "text", "text": ""}]}]
             text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=not answered)
@@ -108,8 +107,6 @@ class Lengths:
 
 
 def _crop_shape(window: Sequence[int], protocol: ProtocolConfig) -> tuple[int, int]:
-    from zoomin.zoom import crop_size
-
     return crop_size((window[2] - window[0], window[3] - window[1]), protocol.crop)
 
 

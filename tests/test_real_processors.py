@@ -218,3 +218,27 @@ def test_every_stage_runs_on_the_released_processor(family, released_model, real
     processor.save_pretrained(ckpt)
     with pytest.raises(ValueError, match="was trained with box codec and pixel budget"):
         ZoomInDetector.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_preflight_lengths_hold_what_the_processor_really_makes(family, real_data):
+    """The pre-flight's counts, checked against the processor's own expansion of every SFT example
+    and locate prompt of real-resolution images: never short, and over by at most the digits of the
+    region lines, which are counted at their widest."""
+    from rl.preflight import Lengths
+    from zoomin.formats import sft_dataset
+
+    processor = load_processor(str(released(family)))
+    protocol = build_protocol(family, processor, BUDGETS[family])
+    records, _ = load_records(real_data)
+    lengths = Lengths(protocol, processor)
+    answers = lengths.answer_tokens(records)
+    rows = sft_dataset(records, protocol)
+    for i, record in enumerate(records):
+        for query, row in (("locate", rows[2 * i]), ("examine", rows[2 * i + 1])):
+            text = processor.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+            real = len(processor(text=[text], images=row["images"])["input_ids"][0])
+            counted = lengths.prompt(record, query, answered=True) + answers[query][i]
+            regions = len(row["images"]) - 1
+            slack = regions * 4 * len(str(protocol.codec.max_coordinate))  # a digit a token, at most
+            assert real <= counted <= real + slack + 1, (record.id, query, real, counted)

@@ -14,6 +14,7 @@ processor and without guessing a convention.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -105,6 +106,12 @@ class BoxCodec:
     def max_image_tokens(self) -> int:
         """The most tokens any one image can cost under this budget."""
         return self.max_pixels // self.factor**2
+
+    @property
+    def max_coordinate(self) -> int:
+        """The largest number a box of any image can hold: the grid's side, or the longest side an image
+        can be resized to under the budget (at the processors' most extreme aspect ratio)."""
+        return GRID if self.family != "qwen2_5_vl" else math.isqrt(self.max_pixels * MAX_ASPECT_RATIO)
 
     def frame(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """``(width, height)`` of the model's coordinate space for an image of ``image_size``."""
