@@ -2,13 +2,16 @@
 
 Each test builds a GRPO stage with ``use_vllm: true`` exactly as ``zoomin grpo`` does
 (:func:`rl.grpo.build`), watches what reaches the engine (by wrapping the engine's own
-``generate``, which still runs) and what TRL trains, and runs two steps.
+``generate``, which still runs) and what TRL trains, and runs two steps. The on-policy tests run on
+every model of the conftest's ``on_policy`` fixture: `small`, and random-weight models with the
+released Qwen2.5-VL and Qwen3-VL processors, whose image-token counts and templates are the real ones.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -18,6 +21,9 @@ from rl import grpo
 from rl.trainer import ZoomInGRPOTrainer
 from rl.vllm import engine_prompt_ids, trl_sends_unexpanded_ids
 from zoomin.special_tokens import vision_token_ids
+
+if TYPE_CHECKING:
+    from conftest import OnPolicyCase
 
 STEPS = 2
 COLOCATE = ["--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_gpu_memory_utilization", "0.5",
@@ -59,8 +65,8 @@ class Watch:
         return [h[key] for h in self.trainer.state.log_history if key in h]
 
 
-def _build(small_vlm: Path, data: Path, out: Path, stage: str, *extra: str) -> Watch:
-    argv = ["--model_name_or_path", str(small_vlm), "--train_data", str(data), "--output_dir", str(out),
+def _build(model: Path, data: Path, out: Path, stage: str, *extra: str) -> Watch:
+    argv = ["--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
             "--stage", stage, "--attn_implementation", "eager", "--use_cpu", "true", "--bf16", "false",
             "--report_to", "none", "--logging_steps", "1", "--save_strategy", "no", "--seed", "0",
             "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_records", "8",
@@ -96,22 +102,29 @@ def _check_on_policy_and_synced(watch: Watch, contexts: list[list[list[int]]]) -
     assert not banned & {t for call in calls for ids in call["sampled"] for t in ids}
 
 
-def test_locate_stage_rolls_out_from_the_trained_prompt(small_vlm, train_data, tmp_path):
-    watch = _build(small_vlm, train_data, tmp_path / "locate", "locate")
+def test_locate_stage_rolls_out_from_the_trained_prompt(on_policy: OnPolicyCase, tmp_path: Path) -> None:
+    watch = _build(on_policy.model, on_policy.data, tmp_path / "locate", "locate")
     watch.trainer.train()
     # one engine call per step; the trained prompts are TRL's own (processor-expanded) prompt ids
-    _check_on_policy_and_synced(watch, [result[0] for result in watch.trained])
+    contexts = [result[0] for result in watch.trained]
+    _check_on_policy_and_synced(watch, contexts)
+    if on_policy.image_tokens is not None:  # both image sizes ran, each expanded under the saved budget
+        pad = watch.trainer.processing_class.image_token_id
+        assert {ids.count(pad) for step in contexts for ids in step} == on_policy.image_tokens
 
 
-def test_joint_stage_rolls_out_both_turns_from_the_trained_context(small_vlm, train_data, tmp_path, monkeypatch):
+def test_joint_stage_rolls_out_both_turns_from_the_trained_context(
+    on_policy: OnPolicyCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A random model names no boxes, so the *text* of each locate answer is scripted to name two
     (its token ids stay the model's own, as sampled); crops, the inserted turn and the examine
-    rollout are the real path."""
+    rollout are the real path. The boxes lie inside the smallest model frame of any case (56 pixels:
+    Qwen2.5-VL's frame of a 40 x 40 image), so every image gets both crops whatever its family."""
     from trl import GRPOTrainer
 
     from zoomin.protocol import ProtocolConfig
 
-    answer = ProtocolConfig().render_locate("Region 1: smear.", [[100, 100, 400, 400], [500, 500, 900, 800]], "fake")
+    answer = ProtocolConfig().render_locate("Region 1: smear.", [[4, 4, 28, 28], [24, 20, 52, 54]], "fake")
     generate = GRPOTrainer._generate
 
     def scripted(self, prompts):
@@ -120,7 +133,7 @@ def test_joint_stage_rolls_out_both_turns_from_the_trained_context(small_vlm, tr
         return tuple(out)
 
     monkeypatch.setattr(GRPOTrainer, "_generate", scripted)
-    watch = _build(small_vlm, train_data, tmp_path / "joint", "joint", "--protocol",
+    watch = _build(on_policy.model, on_policy.data, tmp_path / "joint", "joint", "--protocol",
                    json.dumps({"examine_in_context": True}))
     watch.trainer.train()
     contexts = []
@@ -176,12 +189,12 @@ def test_every_stage_builds_and_steps_with_vllm(stage, small_vlm, small_locator,
     assert trainer.state.global_step == 1
 
 
-def test_vision_tokens_are_never_sampled_even_when_favoured(small_vlm, train_data, tmp_path):
+def test_vision_tokens_are_never_sampled_even_when_favoured(on_policy: OnPolicyCase, tmp_path: Path) -> None:
     """With a logit bias of +100 on every vision token, the trainer's sampling parameters still
     never sample one; the same call without their ``bad_words`` samples nothing else."""
     from vllm import SamplingParams
 
-    watch = _build(small_vlm, train_data, tmp_path, "locate")
+    watch = _build(on_policy.model, on_policy.data, tmp_path, "locate")
     trainer = watch.trainer
     vision = vision_token_ids(trainer.model.config)
     image = trainer.train_dataset[0]["images"][0]
