@@ -2,8 +2,10 @@
 
 Every term is called as ``term(completions, **columns) -> list[float | None]`` (TRL's sync reward
 signature) and is a picklable object whose ``__name__`` is its registry name. Terms never raise on
-model output and never return NaN or inf; None means "not applicable to this row" and TRL averages
-it away. See docs/rewards.md for each term's definition, range and known exploits.
+model output and never return NaN or inf. None means "this prompt cannot be judged" and depends only
+on the prompt's columns, so it is the same for a whole group: TRL sums the weighted terms with
+``nansum``, so a None counts as 0 in the completion's reward. See docs/rewards.md for each term's
+definition, range, what it pays for and what it refuses.
 
 This package imports neither ``rl``, ``trl`` nor ``transformers``; torchmetrics is imported only
 when an explanation term is first called.

@@ -111,7 +111,8 @@ def inside(box: Sequence[float], image_size: tuple[float, float]) -> bool:
 
 
 def finite(value: float | None) -> float | None:
-    """None stays None (TRL averages it away); anything not finite becomes 0.0, never NaN or inf."""
+    """None stays None (TRL counts it as 0 in the completion's weighted sum: docs/rewards.md, "What None
+    means"); anything not finite becomes 0.0, never NaN or inf."""
     if value is None:
         return None
     value = float(value)

@@ -104,6 +104,12 @@ class Rows:
                         lambda: _decode.citations(protocol, self.answers(protocol, "examine", "completions")))
 
 
+def check_flag(term: str, name: str, value: object) -> None:
+    """Reject a flag that is not a bool: a recipe's ``strict: "false"`` would otherwise read as true."""
+    if not isinstance(value, bool):
+        raise ValueError(f"reward {term!r}: {name} must be true or false, got {value!r}")
+
+
 def check_stage_source(term: str, stage: object, source: object) -> None:
     """Reject a stage or source a term cannot read, when the term is built rather than mid-training."""
     if stage not in STAGES:

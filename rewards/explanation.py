@@ -12,8 +12,10 @@ score and a reward needs one number per answer.
   Unicode-aware normaliser (torchmetrics' default keeps only ``[a-z0-9]``, which would score every
   non-English explanation 0). No stemmer, so nltk and its data downloads are never needed.
 
-Rules: no or empty ``<think>`` -> 0.0; a ``<think>`` over ``max_chars`` characters -> 0.0 (far beyond
-any reference; also bounds ROUGE-L's quadratic LCS); a row with no usable reference -> None.
+Rules: a row with no usable reference -> None (the prompt's, so the same for a whole group); with
+``strict`` (the default) an answer that is not exactly the stage's grammar -> 0.0; no or empty
+``<think>`` -> 0.0; a ``<think>`` over ``max_chars`` characters -> 0.0 (far beyond any reference; also
+bounds ROUGE-L's quadratic LCS).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rewards._term import Rows, StagedTerm
+from rewards._term import Rows, StagedTerm, check_flag
 
 _NON_WORD = re.compile(r"[\W_]+")
 
@@ -29,9 +31,13 @@ _NON_WORD = re.compile(r"[\W_]+")
 @dataclass
 class _OverlapTerm(StagedTerm):
     max_chars: int = 8192
+    strict: bool = True
+    """Score 0.0 for an answer that is not exactly the stage's grammar: a lenient parse reads the
+    first of repeated ``<think>`` tags, which pays explanation text wrapped in a broken answer."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_flag(self.name, "strict", self.strict)
         if self.max_chars < 1:
             raise ValueError(f"reward {self.name!r}: max_chars must be >= 1, got {self.max_chars}")
 
@@ -41,7 +47,7 @@ class _OverlapTerm(StagedTerm):
             think = answer.think
             if not isinstance(reference, str) or not reference.strip():
                 out.append(None)
-            elif not think or not think.strip() or len(think) > self.max_chars:
+            elif (self.strict and not answer.strict) or not think or not think.strip() or len(think) > self.max_chars:
                 out.append(0.0)
             else:
                 out.append(self.overlap(think, reference))

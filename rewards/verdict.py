@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from rewards._columns import as_label
-from rewards._term import Rows, StagedTerm
+from rewards._term import Rows, StagedTerm, check_flag
 
 
 @dataclass
@@ -20,13 +20,20 @@ class VerdictReward(StagedTerm):
     an unbalanced data set: ``class_weights={"fake": 1.0, "real": 2.0}`` pays twice as much for a
     correct "real"; the range is then [0, max weight]. Guessing the majority class is the obvious
     exploit; weights and a balanced data set are the guards.
+
+    ``strict`` (default): an answer that is not exactly the stage's grammar scores 0.0, whatever
+    verdict a lenient reading finds in it. Without it the first of repeated verdict tags counts, and
+    a policy drifts to answers of repeated ``</think><verdict>fake`` pieces that lose only the format
+    term's weight (docs/rewards.md, "Strict parses").
     """
 
     name: str = "verdict"
     class_weights: dict[str, float] | None = None
+    strict: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_flag(self.name, "strict", self.strict)
         weights = self.class_weights or {}
         unknown = sorted(set(weights) - {"real", "fake"})
         if unknown:
@@ -40,5 +47,10 @@ class VerdictReward(StagedTerm):
         out: list[float | None] = []
         for answer, label in zip(self.answers(rows), rows.column("label")):
             label = as_label(label)
-            out.append(None if label is None else (float(weights[label]) if answer.verdict == label else 0.0))
+            if label is None:
+                out.append(None)
+            elif self.strict and not answer.strict:
+                out.append(0.0)
+            else:
+                out.append(float(weights[label]) if answer.verdict == label else 0.0)
         return out

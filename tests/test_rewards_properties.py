@@ -141,6 +141,42 @@ def test_no_term_raises_or_returns_nan_on_generated_batches():
     assert min(seen.values()) >= 10_000, seen
 
 
+WELL_FORMED = st.sampled_from([
+    P.render_locate("Region 1 is smeared.", [[0, 0, 500, 500]], "fake"),
+    P.render_locate("clean", [], "real"),
+    P.render_locate("junk", [[500, 500, 400, 400], [1, 2, 3, 4]], "fake"),
+    P.render_examine("Region 1 is smeared.", "fake"),
+    P.render_examine("Region 1 shows natural texture without any blur.", "real"),
+])
+PROMPT_COLUMNS = ("label", "boxes", "explanation", "image_size", "coord_frame")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("joint", [False, True], ids=["examine stage", "joint stage"])
+def test_none_depends_only_on_the_prompt(joint):
+    """TRL sums the weighted terms with nansum, so a None counts as 0 in its completion's reward: it must
+    be the same for every completion of a group. Each group here shares the prompt's columns and varies
+    what comes from the completions: the answers and, in the joint stage, the locate answer and the
+    region columns made of it (in the examine stage the region columns are the prompt's)."""
+    member = st.tuples(st.one_of(COMPLETION, WELL_FORMED), st.one_of(COMPLETION, WELL_FORMED), BOXES, BOXES)
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(prompt=COLUMNS, members=st.lists(member, min_size=8, max_size=8))
+    def check(prompt, members):
+        n = len(members)
+        columns = {k: [prompt[k]] * n for k in PROMPT_COLUMNS}
+        if joint:
+            for i, key in enumerate(("locate_completions", "region_boxes", "crop_windows"), start=1):
+                columns[key] = [m[i] for m in members]
+        else:
+            columns.update(region_boxes=[prompt["region_boxes"]] * n, crop_windows=[prompt["crop_windows"]] * n)
+        for name, term in TERMS.items():
+            values = term([m[0] for m in members], **columns)
+            assert len({v is None for v in values}) == 1, (name, values)
+
+    check()
+
+
 HUGE = 1_000_000
 EXTREME = {
     "megabyte think": "<think>" + "Region 1 smeared. " * (HUGE // 18) + "</think><verdict>fake</verdict>",

@@ -160,6 +160,10 @@ def test_documented_example_runs(tmp_path, monkeypatch):
         sys.modules.pop("my_rewards", None)
 
 
+def test_documented_strict_measurement_runs():
+    exec(compile(doc_block("strict"), "docs/rewards.md:strict", "exec"), {})
+
+
 def test_rewards_imports_no_trainer_and_fast_terms_no_torchmetrics():
     # A fresh interpreter: importing rewards and running every term except the explanation ones must
     # load neither the training side nor torch/torchmetrics.

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rewards import BoxF1, BoxIoU, FormatReward, VerdictReward, get_reward
+from rewards import BoxF1, BoxIoU, FormatReward, VerdictReward, build_rewards, get_reward
 from rewards._text import completion_text
 from zoomin.protocol import ProtocolConfig
 
@@ -127,6 +127,17 @@ def test_box_rules_for_real_images_missing_annotations_and_junk(term):
         assert call(term, [locate([[0, 0, 50, 100]])], **fake_row([[0, 0, 10, 10]], coord_frame=bad)) == [None]
 
 
+@pytest.mark.parametrize("term", [BoxIoU(), BoxF1()], ids=["box_iou", "box_f1"])
+def test_box_terms_return_none_for_the_prompt_only(term):
+    """An annotated row without a usable frame is None whatever the answer, an empty box list included
+    (it used to score 0 there and None with boxes, so the None moved the group's advantages)."""
+    row = fake_row([[0, 0, 10, 10]], image_size=[0, 0])
+    answers = [locate([]), locate([model_box(0, 0, 10, 10)]), "garbage", None]
+    assert call(term, answers, **row) == [None] * 4
+    # A real image without annotations needs no frame: the answer decides.
+    assert call(term, [locate([], "real"), "garbage"], **{**row, "label": "real", "boxes": []}) == [1.0, 0.0]
+
+
 def test_box_terms_read_locate_completions_in_the_joint_stage():
     examine = "<think>Region 1 is smeared.</think><verdict>fake</verdict>"
     row = fake_row([[0, 0, 10, 10]], locate_completions=locate([model_box(0, 0, 10, 10)]))
@@ -161,6 +172,42 @@ def test_preliminary_verdict_parses_the_locate_answer():
     examine = "<think>x</think><verdict>fake</verdict>"
     assert call(term, [examine], label="real", locate_completions=locate([], "real")) == [1.0]
     assert call(get_reward("verdict"), [examine], label="real", locate_completions=locate([], "real")) == [0.0]
+
+
+# ---- strict parses -------------------------------------------------------------------------------
+MALFORMED_EXAMINE = {
+    # the demo's drift (BENCHMARKS.md): repeated `</think><verdict>fake` pieces after a good answer
+    "repeated tags": "<think>Region 1 is smeared</think><verdict>fake</verdict></think><verdict>fake</verdict>",
+    "chatter": "Sure! <think>Region 1 is smeared</think><verdict>fake</verdict>",
+    "foreign tag": "<think>Region 1 is smeared</think><boxes>[]</boxes><verdict>fake</verdict>",
+}
+
+
+@pytest.mark.parametrize("name", ["verdict", "bleu2", "rouge_l", "zoom_citations", "zoom_verdict_agreement"])
+@pytest.mark.parametrize("malformed", list(MALFORMED_EXAMINE.values()), ids=list(MALFORMED_EXAMINE))
+def test_examine_content_terms_score_malformed_answers_0_unless_strict_is_off(name, malformed):
+    row = {"label": "fake", "explanation": "Region 1 is smeared", "boxes": [], "image_size": [100, 100],
+           "coord_frame": [100, 100], "region_boxes": [[0, 0, 50, 50]], "crop_windows": [[0, 0, 50, 50]]}
+    assert call(get_reward(name), [malformed], **row) == [0.0]
+    assert call(get_reward(name, strict=False), [malformed], **row) == [pytest.approx(1.0)]
+
+
+@pytest.mark.parametrize("term", [BoxIoU, BoxF1, lambda **k: get_reward("verdict_locate", **k)],
+                         ids=["box_iou", "box_f1", "verdict_locate"])
+def test_locate_content_terms_score_malformed_answers_0_unless_strict_is_off(term):
+    good = locate([model_box(0, 0, 10, 10)])
+    for malformed in (good + "<boxes>[[0,0,1,1]]</boxes>", "Sure! " + good):
+        assert call(term(), [good, malformed], **fake_row([[0, 0, 10, 10]])) == [1.0, 0.0]
+        assert call(term(strict=False), [malformed], **fake_row([[0, 0, 10, 10]])) == [1.0]
+
+
+def test_strict_must_be_a_bool_and_reaches_terms_through_params():
+    with pytest.raises(ValueError, match="strict must be true or false"):
+        get_reward("verdict", strict="false")
+    with pytest.raises(ValueError, match="strict must be true or false"):
+        get_reward("zoom_consistency", strict=0)
+    funcs, _ = build_rewards(["verdict", "box_iou"], params={"verdict": {"strict": False}})
+    assert [f.strict for f in funcs] == [False, True]
 
 
 def test_custom_label_words_come_from_the_protocol():

@@ -36,9 +36,30 @@ def test_valid_crops_share():
     assert score("zoom_valid_crops", ["x"], crop_windows=WINDOWS[:1]) == [0.5]
     assert score("zoom_valid_crops", ["x"], region_boxes=[[90, 90, 120, 120]], crop_windows=[[72, 72, 100, 100]]) == [0]
     assert score("zoom_valid_crops", ["x"], region_boxes=["junk", None], crop_windows=[None, 5]) == [0.0]
-    # Nothing shown, or an image size that cannot be used: nothing to judge.
-    assert score("zoom_valid_crops", ["x"], region_boxes=[], crop_windows=[]) == [None]
+    # A window that nearly repeats an earlier one (IoU >= 0.9) shows the same pixels twice: not counted.
+    repeated = {"region_boxes": [REGIONS[0]] * 3, "crop_windows": [WINDOWS[0], WINDOWS[0], [7, 6, 35, 34]]}
+    assert score("zoom_valid_crops", ["x"], **repeated) == [pytest.approx(1 / 3)]
+    # Nothing shown: 1.0 where no annotated box called for a crop, else 0.0. Unusable size: None.
+    assert score("zoom_valid_crops", ["x"], region_boxes=[], crop_windows=[], boxes=[]) == [1.0]
+    assert score("zoom_valid_crops", ["x"], region_boxes=[], crop_windows=[]) == [0.0]
     assert score("zoom_valid_crops", ["x"], image_size=[0, 0]) == [None]
+
+
+def test_valid_crops_count_the_boxes_the_zoom_step_dropped():
+    """Junk boxes of the locate answer never reach the region columns; locate_completions shows them."""
+    good = [10, 10, 30, 30]
+    junk = [[50, 50, 40, 60], [5, 5, 5, 9], [200, 200, 300, 300]]  # inverted, zero-area, outside the image
+    for boxes, value in [([good], 1.0), ([*junk, good], 1 / 4), ([good, *junk[:1]], 1 / 2)]:
+        located = f"<think>x</think><boxes>{boxes}</boxes><verdict>fake</verdict>"
+        row = {"locate_completions": located, "region_boxes": [good], "crop_windows": [WINDOWS[0]]}
+        assert score("zoom_valid_crops", ["x"], **row) == [pytest.approx(value)], boxes
+    # Only junk: no region shown, all dropped -> 0. No box list at all -> 0. An empty list -> as no regions.
+    nothing = {"region_boxes": [], "crop_windows": []}
+    only_junk = "<think>x</think><boxes>[[50,50,40,60]]</boxes><verdict>fake</verdict>"
+    assert score("zoom_valid_crops", ["x"], locate_completions=only_junk, **nothing) == [0.0]
+    assert score("zoom_valid_crops", ["x"], locate_completions="<verdict>real</verdict>", boxes=[], **nothing) == [0.0]
+    empty = "<think>x</think><boxes>[]</boxes><verdict>real</verdict>"
+    assert score("zoom_valid_crops", ["x"], locate_completions=empty, boxes=[], **nothing) == [1.0]
 
 
 def test_valid_crops_accepts_what_crop_window_makes_for_small_images():
@@ -77,20 +98,52 @@ def test_verdict_agreement():
         get_reward("zoom_verdict_agreement", artifact_words="blur")
 
 
-def test_coverage_share_of_annotated_area():
+@pytest.mark.parametrize(
+    ("think", "verdict", "value"),
+    [
+        # A real image's regions described as clean, with negated cue words: the paper's real explanations.
+        ("Region 1 shows natural skin texture without any blur.", "real", 1.0),
+        ("Region 1 is blur-free. Region 2 isn't smeared.", "real", 1.0),
+        ("Region 1 has no visible artifacts or warping.", "real", 1.0),
+        # A negation ends with its clause: the second clause calls region 2 smeared.
+        ("Region 1 shows no blur, but Region 2 is smeared.", "real", 0.0),
+        ("Region 1 is not natural.", "real", 0.0),  # a negated clean word flags
+        # Clearing a region is no evidence for a fake; any other sentence citing an existing region is.
+        ("Region 1 shows natural skin texture without any blur.", "fake", 0.0),
+        ("There is no blur in Region 1 and nothing looks smeared.", "fake", 0.0),
+        ("Region 1 looks natural. Region 2 shows smeared fur.", "fake", 1.0),
+        ("Region 1 shows six fingers.", "fake", 1.0),
+    ],
+)
+def test_verdict_agreement_reads_negations(think, verdict, value):
+    assert score("zoom_verdict_agreement", [examine(think, verdict)]) == [value]
+
+
+def test_coverage_is_recall_times_precision():
     gt = [[0, 0, 10, 10], [20, 0, 30, 10]]  # two disjoint 100 px^2 boxes, union 200
+    # Recall 50 / 200 of the annotated area; the region box lies wholly on it: precision 1.
     half_of_first = {"region_boxes": [[0, 0, 5, 10]], "crop_windows": [[0, 0, 5, 10]]}
-    assert score("zoom_coverage", ["x"], boxes=gt, **half_of_first) == [0.25]  # 50 / 200
+    assert score("zoom_coverage", ["x"], boxes=gt, **half_of_first) == [0.25]
     # Overlapping windows are a union, not a sum: [0,6] u [4,10] covers the first box once -> 100 / 200.
     overlap = {"region_boxes": [[0, 0, 6, 10], [4, 0, 10, 10]], "crop_windows": [[0, 0, 6, 10], [4, 0, 10, 10]]}
     assert score("zoom_coverage", ["x"], boxes=gt, **overlap) == [0.5]
     # A region over half the image does not count, whatever its window covers.
     giant = {"region_boxes": [[0, 0, 100, 60]], "crop_windows": [[0, 0, 100, 60]]}
     assert score("zoom_coverage", ["x"], boxes=gt, **giant) == [0.0]
+    # Allowed, it covers everything (recall 1) but only 200 of its 6000 px^2 are artifact.
     assert ZoomCoverage(max_box_fraction=1.0)(
         ["x"], label=["fake"], boxes=[gt], image_size=[[100, 100]], coord_frame=[[100, 100]],
         region_boxes=[giant["region_boxes"]], crop_windows=[giant["crop_windows"]],
-    ) == [1.0]
+    ) == [pytest.approx(200 / 6000)]
+    # Four quadrants, each a quarter of the image, cover a 5 px artifact in full: precision 25 / 10000.
+    quadrants = [[0, 0, 50, 50], [50, 0, 100, 50], [0, 50, 50, 100], [50, 50, 100, 100]]
+    tiled = {"region_boxes": quadrants, "crop_windows": quadrants}
+    assert score("zoom_coverage", ["x"], boxes=[[40, 40, 45, 45]], **tiled) == [pytest.approx(25 / 10_000)]
+    # A junk region box adds nothing to either side; a valid one off target lowers precision.
+    off = {"region_boxes": [[0, 0, 5, 10], "junk", [50, 50, 55, 60]], "crop_windows": [[0, 0, 5, 10], None, None]}
+    assert score("zoom_coverage", ["x"], boxes=gt, **off) == [pytest.approx(0.25 * 0.5)]
+    # A region box whose area underflows to 0 (a frame of 1e308 shrinks it to 1e-306 px) covers nothing.
+    assert score("zoom_coverage", ["x"], coord_frame=[1e308, 1e308], **half_of_first) == [0.0]
     # Real images and fakes without annotations: None. No crops shown: nothing covered.
     assert score("zoom_coverage", ["x"], label="real") == [None]
     assert score("zoom_coverage", ["x"], boxes=[]) == [None]
@@ -99,12 +152,13 @@ def test_coverage_share_of_annotated_area():
 
 def test_consistency_is_the_weighted_mean_of_available_parts():
     text = examine("Region 1 is smeared. Region 3 is warped.")
-    # valid_crops 1, citations 1/2, agreement 1, coverage: windows [6,6,34,34] and [55,55,95,95]
-    # miss the annotation [0,0,10,10] except [6,10]x[6,10] = 16 of 100 -> 0.16.
-    parts = {"valid_crops": 1.0, "citations": 0.5, "verdict_agreement": 1.0, "coverage": 0.16}
+    # valid_crops 1, citations 1/2, agreement 1, coverage: the annotation is region 1, inside its
+    # window (recall 1), and 400 of the regions' 400 + 900 px^2 (precision 4/13).
+    parts = {"valid_crops": 1.0, "citations": 0.5, "verdict_agreement": 1.0, "coverage": 4 / 13}
+    gt = {"boxes": [REGIONS[0]]}
     for name, value in parts.items():
-        assert score(f"zoom_{name}", [text]) == [pytest.approx(value)]
-    assert score("zoom_consistency", [text]) == [pytest.approx(sum(parts.values()) / 4)]
+        assert score(f"zoom_{name}", [text], **gt) == [pytest.approx(value)]
+    assert score("zoom_consistency", [text], **gt) == [pytest.approx(sum(parts.values()) / 4)]
     weighted = get_reward("zoom_consistency", weights={"coverage": 0.0, "citations": 2.0})
     row = {**ROW, "region_boxes": REGIONS, "crop_windows": WINDOWS}
     assert weighted([text], **{k: [v] for k, v in row.items()}) == [pytest.approx((1 + 2 * 0.5 + 1) / 4)]
