@@ -146,8 +146,9 @@ def test_score_is_the_models_fake_probability_at_the_verdict(detector, monkeypat
 def test_other_families_batch_and_decode_on_the_grid(tiny_vlm, tmp_path, monkeypatch, family):
     folder = tmp_path / family
     shutil.copytree(tiny_vlm(family), folder)
-    CheckpointInfo(ProtocolConfig(codec=BoxCodec(family)), {"locate": {"max_new_tokens": 6},
-                                                             "examine": {"max_new_tokens": 6}}).save(folder)
+    codec = BoxCodec.from_processor(family, AutoProcessor.from_pretrained(folder))  # the budget it is served with
+    CheckpointInfo(ProtocolConfig(codec=codec), {"locate": {"max_new_tokens": 6},
+                                                 "examine": {"max_new_tokens": 6}}).save(folder)
     detector = ZoomInDetector.from_pretrained(folder)
     images = _images(SIZES[:2])
     batched = detector.detect(images, batch_size=2)

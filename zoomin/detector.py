@@ -132,6 +132,7 @@ class ZoomInDetector:
                 f"{Path(directory) / 'zoomin.json'} was trained with box codec and pixel budget "
                 f"{info.protocol.codec.to_dict()} but its processor resizes with {actual.to_dict()}; serving "
                 "it so would show the model other images than it learned on"
+                + (", and boxes would be decoded wrongly" if info.family == "qwen2_5_vl" else "")
             )
         kwargs = {"dtype": dtype} if dtype is not None else {}
         with no_progress_bars():
