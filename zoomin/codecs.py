@@ -104,8 +104,11 @@ class BoxCodec:
 
     @property
     def max_image_tokens(self) -> int:
-        """The most tokens any one image can cost under this budget."""
-        return self.max_pixels // self.factor**2
+        """The most tokens any one image can cost under this budget: ``max_pixels`` worth, or, under a
+        small budget, more for a strip at the processors' 200:1 limit (they keep at least one token row,
+        so its long side is not shrunk as far)."""
+        side = math.isqrt(self.max_pixels)
+        return max(self.max_pixels // self.factor**2, self.image_tokens((MAX_ASPECT_RATIO * side, side)))
 
     @property
     def max_coordinate(self) -> int:
