@@ -14,8 +14,11 @@ and runs it; the trainers never import it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from trl import GRPOTrainer, get_peft_config
@@ -37,13 +40,47 @@ from zoomin.protocol import ProtocolConfig
 logger = logging.getLogger(__name__)
 
 
-def locator_boxes(checkpoint: str, records: list[Record]) -> dict[str, list[list[float]]]:
-    """Boxes a frozen locator checkpoint finds on each record's image, keyed by record id."""
-    from zoomin.detector import ZoomInDetector
+def locator_boxes(checkpoint: str, records: list[Record], cache: Path, batch_size: int = 16) -> dict[str, list[list[float]]]:
+    """Boxes a frozen locator checkpoint finds on each record's image, keyed by record id.
 
-    detector = ZoomInDetector.from_pretrained(checkpoint)
-    results = detector.locate_only([r.load_image() for r in records])
-    return {r.id: res.boxes for r, res in zip(records, results)}
+    Computed once per run, before training: the main process locates every image batch by batch on
+    its accelerator (images decoded a batch at a time, never all at once) and writes ``cache``, keyed by
+    the locator's files and the records; the other processes wait and read it, and a rerun or a resume
+    with the same locator and data reads it too. A process that cannot see the file (an output folder
+    not shared between nodes) locates for itself.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    key = _locator_key(checkpoint, records)
+    with state.main_process_first():
+        if cache.is_file() and (saved := json.loads(cache.read_text())).get("key") == key:
+            return saved["boxes"]
+        from zoomin.detector import ZoomInDetector
+
+        detector = ZoomInDetector.from_pretrained(checkpoint, device=state.device)
+        boxes: dict[str, list[list[float]]] = {}
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            located = detector.locate_only([r.load_image() for r in chunk], batch_size=batch_size)
+            boxes.update({r.id: res.boxes for r, res in zip(chunk, located)})
+            logger.info("locator: %d / %d images", len(boxes), len(records))
+        if state.is_main_process:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": key, "locator": checkpoint, "boxes": boxes}))
+            tmp.replace(cache)
+        del detector
+        return boxes
+
+
+def _locator_key(checkpoint: str, records: list[Record]) -> str:
+    """What the located boxes depend on: the locator's protocol and weights (names, sizes, times) and
+    each record's id and image."""
+    folder = Path(checkpoint)
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    data = [(r.id, r.image if isinstance(r.image, str) else r.image_size) for r in records]
+    return hashlib.sha256(json.dumps([files, data], default=list).encode()).hexdigest()
 
 
 def budget_cuts(records: list[Record], stage: str, crop_source: str, protocol: ProtocolConfig, tokenizer,
@@ -99,7 +136,8 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
     held_out = load_eval_records(run, run.output_dir) if run.eval_data else []
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":
-        crop_boxes = locator_boxes(run.locator_checkpoint, records + held_out)
+        crop_boxes = locator_boxes(run.locator_checkpoint, records + held_out, Path(run.output_dir) / "locator_boxes.json",
+                                   batch_size=run.per_device_eval_batch_size)
     train = grpo_dataset(records, run.stage, protocol, crop_boxes=crop_boxes)
     # TRL's own evaluation: the stage's prompts on held-out records, sampled and scored like training's
     evaluation = grpo_dataset(held_out, run.stage, protocol, crop_boxes=crop_boxes) if held_out else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -102,10 +103,37 @@ def load_eval_records(run: DataArguments, output_dir: str | Path) -> list[Record
 
 
 def _load(path: str, run: DataArguments, report_path: Path, limit: int | None) -> list[Record]:
-    records, report = load_records(path, run.image_root, strict=run.strict_data, report_path=report_path)
-    logger.warning(report.summary())
-    for finding in report.findings[:20]:
-        logger.warning("  %s", finding)
+    """Records validated once per run: the main process decodes every image, writes the report and the
+    good records beside it; the other processes wait for it and read the records (with an output
+    folder they do not share, or in-memory images, each validates for itself, and only the main
+    process writes the report). Decoding 20k photographs on every rank of every node would cost each
+    of them minutes before the first step."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    shared = report_path.with_name(report_path.stem + "_records.json")
+    with state.main_process_first():
+        if not state.is_main_process and shared.is_file():
+            records = [Record.from_dict(r) for r in json.loads(shared.read_text())]
+        else:
+            records, report = load_records(path, run.image_root, strict=run.strict_data,
+                                           report_path=report_path if state.is_main_process else None)
+            if state.is_main_process:
+                logger.warning(report.summary())
+                for finding in report.findings[:20]:
+                    logger.warning("  %s", finding)
+                _share(records, shared)
     if not records:
         raise ValueError(f"no usable records in {path}; see {report_path}")
     return records[:limit] if limit else records
+
+
+def _share(records: list[Record], path: Path) -> None:
+    """Write the good records for the other processes (atomically); records holding in-memory images
+    cannot travel as JSON, and then no file is left for them to read."""
+    path.unlink(missing_ok=True)
+    if all(isinstance(r.image, str) for r in records):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([r.to_dict() for r in records]))
+        tmp.replace(path)

@@ -308,3 +308,32 @@ def test_joint_trains_both_turns_and_never_the_inserted_crops(tiny_vlm, data, tm
     for term in ["format_locate", "box_iou", "verdict", "zoom_consistency"]:
         assert f"rewards/{term}/mean" in logged
     assert logged["rewards/format_locate/mean"] == 1.0  # locate terms read the scripted locate answer
+
+
+@pytest.mark.slow
+def test_locator_boxes_are_computed_once_and_cached(tiny_vlm, data, tmp_path, monkeypatch):
+    """crop_source locator: the frozen locator runs once before training, batch by batch, and a rerun
+    with the same locator and data reads its boxes from the run folder instead of locating again."""
+    import shutil
+
+    from rl.grpo import locator_boxes
+    from zoomin.detector import ZoomInDetector
+
+    locator = tmp_path / "locator"
+    shutil.copytree(tiny_vlm(), locator)
+    codec = BoxCodec.from_processor("qwen2_5_vl", load_processor(str(locator)))
+    CheckpointInfo(ProtocolConfig(codec=codec), {"locate": {"max_new_tokens": 8}}).save(locator)
+    out = tmp_path / "examine"
+    _run("grpo", tiny_vlm(), data, out, "--stage", "examine", "--max_steps", "1", "--crop_source", "locator",
+         "--locator_checkpoint", str(locator), "--per_device_eval_batch_size", "3")
+    records, _ = load_records(data)
+    cached = json.loads((out / "locator_boxes.json").read_text())
+    assert sorted(cached["boxes"]) == sorted(r.id for r in records[:8])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the locator ran again although its boxes were cached")
+
+    monkeypatch.setattr(ZoomInDetector, "from_pretrained", refuse)
+    assert locator_boxes(str(locator), records[:8], out / "locator_boxes.json") == cached["boxes"]
+    with pytest.raises(AssertionError, match="ran again"):  # other data: another key
+        locator_boxes(str(locator), records[:7], out / "locator_boxes.json")
