@@ -458,6 +458,13 @@ def _eval(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(format_table(result["metrics"]))
+    clean = result["metrics"]["clean"]
+    for query in ("locate", "examine"):
+        if clean[f"{query}_cut_rate"] > 0:
+            budget = detector.info.generation[query]["max_new_tokens"]
+            print(f"zoomin eval: warning: {clean[f'{query}_cut_rate']:.1%} of the {query} answers hit the checkpoint's "
+                  f"budget of {budget} new tokens unfinished (zoomin.json 'generation'); their verdicts or boxes are "
+                  "lost to the cut, so the metrics above count them as failures", file=sys.stderr)
     print(f"wrote {args.out}")
     return 0
 

@@ -75,7 +75,8 @@ def _force(detector, monkeypatch, answers: dict[str, list[str]]) -> list:
 
     def generate(inputs, stage):
         seen.append((stage, inputs))
-        return answers[stage][: len(inputs["input_ids"])]
+        texts = answers[stage][: len(inputs["input_ids"])]
+        return texts, [False] * len(texts)  # none cut at the budget
 
     monkeypatch.setattr(detector, "_generate", generate)
     return seen
@@ -248,3 +249,19 @@ def test_in_context_checkpoints_examine_after_their_own_locate_answer(tiny_vlm, 
     prompt = detector.processor.tokenizer.decode(seen[1][1]["input_ids"][0], skip_special_tokens=False)
     assert locate in prompt and prompt.count("<|vision_start|>") == 1 + len(result.crops) == 2
     assert prompt.index(locate) < prompt.index("Region 1: [")
+
+
+def test_answers_cut_at_the_budget_are_flagged_and_counted(detector):
+    """An answer that reaches max_new_tokens without its end-of-turn token is marked cut (its verdict
+    is likely lost), and evaluation counts such answers per query."""
+    from zoomin.metrics import compute_metrics
+
+    budgets = {stage: g.max_new_tokens for stage, g in detector.generation.items()}
+    detector.generation["locate"].max_new_tokens = 1  # nothing finishes in one token
+    try:
+        (det,) = detector.detect(_images(SIZES[:1]))
+    finally:
+        detector.generation["locate"].max_new_tokens = budgets["locate"]
+    assert det.locate_cut
+    metrics = compute_metrics([det], ["fake"], [[]], ["x"])
+    assert metrics["locate_cut_rate"] == 1.0 and metrics["examine_cut_rate"] == float(det.examine_cut)

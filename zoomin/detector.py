@@ -47,6 +47,8 @@ class Located:
     problems: list[str]
     strict: bool
     image_size: tuple[int, int]
+    cut: bool = False
+    """The answer hit the checkpoint's answer budget (``max_new_tokens``) before its end-of-turn token."""
 
 
 @dataclass
@@ -73,6 +75,10 @@ class Detection:
     image_size: tuple[int, int]
     locate_strict: bool
     examine_strict: bool
+    locate_cut: bool = False
+    """Query 1's answer hit the checkpoint's locate budget (``max_new_tokens``) unfinished."""
+    examine_cut: bool = False
+    """Query 2's answer hit the examine budget unfinished: its verdict is likely lost to the cut."""
 
     def to_dict(self) -> dict:
         """Everything but the crop images (JSON-ready)."""
@@ -176,7 +182,7 @@ class ZoomInDetector:
     def _locate(self, batch: list[Image.Image]) -> list[Located]:
         inputs = self._encode([self.protocol.locate_messages()] * len(batch), [[image] for image in batch])
         results = []
-        for image, text in zip(batch, self._generate(inputs, "locate")):
+        for image, (text, cut) in zip(batch, zip(*self._generate(inputs, "locate"))):
             parsed = self.protocol.parse(text, "locate")
             boxes, dropped = decode_located(parsed.boxes or [], image.size, self.protocol)
             results.append(Located(
@@ -187,6 +193,7 @@ class ZoomInDetector:
                 problems=[f"locate: {p}" for p in parsed.problems + dropped],
                 strict=parsed.strict,
                 image_size=image.size,
+                cut=cut,
             ))  # fmt: skip
         return results
 
@@ -202,7 +209,7 @@ class ZoomInDetector:
         chosen = regions if regions is not None else [loc.boxes for loc in located]
         queries = [zoom_in(image, boxes, self.protocol, loc.text) for image, boxes, loc in zip(batch, chosen, located)]
         inputs = self._encode([q.messages for q in queries], [q.images for q in queries])
-        texts = self._generate(inputs, "examine")
+        texts, cuts = self._generate(inputs, "examine")
         parsed = [self.protocol.parse(text, "examine") for text in texts]
         scores = self._fake_probabilities(inputs, [self._verdict_prefix(t, p) for t, p in zip(texts, parsed)])
         return [
@@ -220,8 +227,10 @@ class ZoomInDetector:
                 image_size=loc.image_size,
                 locate_strict=loc.strict,
                 examine_strict=p.strict,
+                locate_cut=loc.cut,
+                examine_cut=cut,
             )
-            for loc, q, text, p, score in zip(located, queries, texts, parsed, scores)
+            for loc, q, text, p, score, cut in zip(located, queries, texts, parsed, scores, cuts)
         ]
 
 
@@ -233,10 +242,14 @@ class ZoomInDetector:
         return inputs.to(device=self.model.device, dtype=self.model.dtype)
 
     @torch.inference_mode()
-    def _generate(self, inputs, stage: str) -> list[str]:
-        """The new text of each row (special tokens such as ``<|im_end|>`` and padding removed)."""
-        out = self.model.generate(**inputs, generation_config=self.generation[stage])
-        return self.processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    def _generate(self, inputs, stage: str) -> tuple[list[str], list[bool]]:
+        """The new text of each row (special tokens such as ``<|im_end|>`` and padding removed), and
+        whether it was cut at the answer budget (no end-of-turn token among its new tokens)."""
+        config = self.generation[stage]
+        new = self.model.generate(**inputs, generation_config=config)[:, inputs["input_ids"].shape[1] :]
+        ends = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+        cut = (~torch.isin(new, torch.tensor(ends, device=new.device)).any(dim=1)).tolist()
+        return self.processor.tokenizer.batch_decode(new, skip_special_tokens=True), cut
 
     def _verdict_prefix(self, text: str, parsed: Parsed) -> str:
         tag = f"<{self.protocol.verdict_tag}>"

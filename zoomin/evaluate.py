@@ -58,7 +58,8 @@ CONDITIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 TABLE_ROWS = (
     "accuracy", "f1", "auroc", "iou", "iou_fake", "bleu2", "rougeL", "preliminary_accuracy", "random_crop_accuracy",
     "change_rate",
-    "change_correct_rate", "no_verdict_rate", "locate_format_error_rate", "examine_format_error_rate", "zoom_factor",
+    "change_correct_rate", "no_verdict_rate", "locate_format_error_rate", "examine_format_error_rate",
+    "locate_cut_rate", "examine_cut_rate", "zoom_factor",
 )  # fmt: skip
 
 

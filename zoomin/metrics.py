@@ -96,4 +96,6 @@ def compute_metrics(
         **verdict_change(labels, [d.preliminary_verdict for d in detections], verdicts),
         "locate_format_error_rate": sum(not d.locate_strict for d in detections) / len(detections),
         "examine_format_error_rate": sum(not d.examine_strict for d in detections) / len(detections),
+        "locate_cut_rate": sum(d.locate_cut for d in detections) / len(detections),
+        "examine_cut_rate": sum(d.examine_cut for d in detections) / len(detections),
     }
