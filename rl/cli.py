@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, add_help=False, help=f"train (rl/{name}.py); `zoomin {name} --help` lists every option")
     sub.add_parser("check", add_help=False,
                    help="a stage's pre-flight without loading weights: zoomin check --config RECIPE [--sample N] "
-                        "[--key value ...]; exit 0 if it can start, 1 with every problem named (rl/preflight.py)")
+                        "[--key value ...]; exit 0 if it can start, 1 with every problem named, 2 on a recipe it cannot "
+                        "read (rl/preflight.py)")
 
     data = sub.add_parser("data", help="MagniFake data: validate, synthesise, import, annotate, publish")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

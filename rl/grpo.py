@@ -34,8 +34,7 @@ from rl.preflight import check_stage
 from rl.trainer import ZoomInGRPOTrainer
 from rl.vllm import check_vllm
 from zoomin.data import Record
-from zoomin.formats import grpo_dataset, locate_target
-from zoomin.protocol import ProtocolConfig
+from zoomin.formats import grpo_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -43,35 +42,48 @@ logger = logging.getLogger(__name__)
 def locator_boxes(checkpoint: str, records: list[Record], cache: Path, batch_size: int = 16) -> dict[str, list[list[float]]]:
     """Boxes a frozen locator checkpoint finds on each record's image, keyed by record id.
 
-    Computed once per run, before training: the main process locates every image batch by batch on
-    its accelerator (images decoded a batch at a time, never all at once) and writes ``cache``, keyed by
-    the locator's files and the records; the other processes wait and read it, and a rerun or a resume
-    with the same locator and data reads it too. A process that cannot see the file (an output folder
-    not shared between nodes) locates for itself.
+    Computed once per run, before training, and shared out: each process locates every
+    ``world``-th image on its own accelerator, a batch at a time (images decoded per batch, never all
+    at once), the boxes are gathered to every process, and the main process writes ``cache``, keyed by
+    the locator's files and the records, so a rerun or a resume with the same locator and data reads
+    it instead. The locator is freed before the model to train loads.
     """
+    import gc
+
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list, gather_object
 
     state = PartialState()
     key = _locator_key(checkpoint, records)
-    with state.main_process_first():
-        if cache.is_file() and (saved := json.loads(cache.read_text())).get("key") == key:
-            return saved["boxes"]
-        from zoomin.detector import ZoomInDetector
+    cached: list = [None]  # the main process reads the cache and tells the others, so all take one path
+    if state.is_main_process and cache.is_file() and (saved := json.loads(cache.read_text())).get("key") == key:
+        cached = [saved["boxes"]]
+    if state.num_processes > 1:
+        broadcast_object_list(cached, from_process=0)
+    if cached[0] is not None:
+        return cached[0]
+    from zoomin.detector import ZoomInDetector
 
-        detector = ZoomInDetector.from_pretrained(checkpoint, device=state.device)
-        boxes: dict[str, list[list[float]]] = {}
-        for start in range(0, len(records), batch_size):
-            chunk = records[start : start + batch_size]
-            located = detector.locate_only([r.load_image() for r in chunk], batch_size=batch_size)
-            boxes.update({r.id: res.boxes for r, res in zip(chunk, located)})
-            logger.info("locator: %d / %d images", len(boxes), len(records))
-        if state.is_main_process:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "locator": checkpoint, "boxes": boxes}))
-            tmp.replace(cache)
-        del detector
-        return boxes
+    detector = ZoomInDetector.from_pretrained(checkpoint, device=state.device)
+    mine = records[state.process_index :: state.num_processes]
+    found: list[tuple[str, list[list[float]]]] = []
+    for start in range(0, len(mine), batch_size):
+        chunk = mine[start : start + batch_size]
+        located = detector.locate_only([r.load_image() for r in chunk], batch_size=batch_size)
+        found += [(r.id, res.boxes) for r, res in zip(chunk, located)]
+        logger.info("locator: %d / %d images on this process", len(found), len(mine))
+    del detector
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the memory a colocated vLLM engine measures next
+    boxes = dict(gather_object(found) if state.num_processes > 1 else found)
+    if state.is_main_process:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "locator": checkpoint, "boxes": boxes}))
+        tmp.replace(cache)
+    return boxes
 
 
 def _locator_key(checkpoint: str, records: list[Record]) -> str:
@@ -81,33 +93,6 @@ def _locator_key(checkpoint: str, records: list[Record]) -> str:
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
     data = [(r.id, r.image if isinstance(r.image, str) else r.image_size) for r in records]
     return hashlib.sha256(json.dumps([files, data], default=list).encode()).hexdigest()
-
-
-def budget_cuts(records: list[Record], stage: str, crop_source: str, protocol: ProtocolConfig, tokenizer,
-                budget: int) -> str | None:
-    """Why ``max_completion_length`` (``budget``) is too short for this stage's answers, or None.
-
-    The reference answers the SFT warm start taught are the measure: a rollout cut at the budget
-    loses its closing tags (format 0) and whatever came after the cut (boxes, verdict), so the stage
-    would reward short answers rather than right ones. Query 1 runs under the same budget when the
-    examine stage takes the policy's crops, and in the joint stage.
-    """
-    answers = {"locate": lambda r: locate_target(r, protocol),
-               "examine": lambda r: protocol.render_examine(r.explanation, r.label)}
-    kinds = {"locate": ["locate"], "examine": ["examine"] + (["locate"] if crop_source == "policy" else []),
-             "joint": ["locate", "examine"]}[stage]
-    cut, longest = 0, (0, "", "")
-    for record in records:
-        for kind in kinds:
-            n = len(tokenizer(answers[kind](record))["input_ids"]) + 1  # + the end-of-turn token
-            cut += n > budget
-            longest = max(longest, (n, record.id, kind))
-    if not cut:
-        return None
-    n, record_id, kind = longest
-    return (f"max_completion_length {budget} cuts {cut} reference answers of {len(records)} records (the longest, "
-            f"the {kind} answer of record {record_id}, is {n} tokens): cut rollouts lose their closing tags and "
-            f"what follows, so the rewards would favour short answers; raise max_completion_length to {n} or more")
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
@@ -130,9 +115,6 @@ def build(argv: list[str] | None = None) -> tuple[GRPOTrainer, InfoWriter, str]:
     check_vllm(run, world_size)
     records = load_training_records(run, run.output_dir)
     check_stage("grpo", run, model_args.model_name_or_path, protocol, processor, records, world_size)
-    cuts = budget_cuts(records, run.stage, run.crop_source, protocol, processor.tokenizer, run.max_completion_length)
-    if cuts:
-        logger.warning(cuts)
     held_out = load_eval_records(run, run.output_dir) if run.eval_data else []
     crop_boxes = None
     if run.stage == "examine" and run.crop_source == "locator":

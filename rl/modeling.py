@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -103,37 +102,26 @@ def load_eval_records(run: DataArguments, output_dir: str | Path) -> list[Record
 
 
 def _load(path: str, run: DataArguments, report_path: Path, limit: int | None) -> list[Record]:
-    """Records validated once per run: the main process decodes every image, writes the report and the
-    good records beside it; the other processes wait for it and read the records (with an output
-    folder they do not share, or in-memory images, each validates for itself, and only the main
-    process writes the report). Decoding 20k photographs on every rank of every node would cost each
-    of them minutes before the first step."""
+    """Records validated once per run: the main process decodes every image and writes the report,
+    then hands the good records to the other processes (a collective broadcast, so no file has to be
+    shared between nodes and none can be stale). Decoding 20k photographs on every rank of every node
+    would cost each of them the same minutes before the first step. The others wait in the broadcast,
+    under the process group's timeout (``ddp_timeout``, 1800 s by default): raise it for data that
+    takes longer to decode."""
     from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
 
     state = PartialState()
-    shared = report_path.with_name(report_path.stem + "_records.json")
-    with state.main_process_first():
-        if not state.is_main_process and shared.is_file():
-            records = [Record.from_dict(r) for r in json.loads(shared.read_text())]
-        else:
-            records, report = load_records(path, run.image_root, strict=run.strict_data,
-                                           report_path=report_path if state.is_main_process else None)
-            if state.is_main_process:
-                logger.warning(report.summary())
-                for finding in report.findings[:20]:
-                    logger.warning("  %s", finding)
-                _share(records, shared)
+    shared: list = [None]
+    if state.is_main_process:
+        records, report = load_records(path, run.image_root, strict=run.strict_data, report_path=report_path)
+        logger.warning(report.summary())
+        for finding in report.findings[:20]:
+            logger.warning("  %s", finding)
+        shared = [records]
+    if state.num_processes > 1:
+        broadcast_object_list(shared, from_process=0)
+    records = shared[0]
     if not records:
         raise ValueError(f"no usable records in {path}; see {report_path}")
     return records[:limit] if limit else records
-
-
-def _share(records: list[Record], path: Path) -> None:
-    """Write the good records for the other processes (atomically); records holding in-memory images
-    cannot travel as JSON, and then no file is left for them to read."""
-    path.unlink(missing_ok=True)
-    if all(isinstance(r.image, str) for r in records):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([r.to_dict() for r in records]))
-        tmp.replace(path)

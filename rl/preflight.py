@@ -1,6 +1,7 @@
 """The pre-flight of a training stage: what its recipe, data and pixel budget need, before weights load.
 
-    zoomin check --config RECIPE [--key value ...]      # exit 0: it can run; 1: every problem named
+    zoomin check --config RECIPE [--key value ...]      # exit 0: it can run; 1: every problem named;
+                                                        # 2: a recipe or command line it cannot read
 
 A real run crosses boundaries the toy path never does: a released processor lets one photograph
 cost 16,384 image tokens, so a ``max_length`` or ``vllm_max_model_length`` that looked generous cuts
@@ -127,12 +128,12 @@ def rollout_lengths(records: Sequence[Record], lengths: Lengths, stage: str, cro
                     completion: int) -> tuple[int, str]:
     """The longest context of a GRPO stage's rollouts (prompts, images and answers) and its record.
 
-    The global view and annotated crops are fixed by the data; crops the policy chooses (crop_source
-    policy, the joint stage) count at the crop policy's bound, ``max_crops`` of them; every generated
+    The global view and annotated crops are fixed by the data; crops the data does not fix (crop_source
+    policy or locator, the joint stage) count at the crop policy's bound, ``max_crops`` of them; every generated
     answer counts at ``completion`` tokens (``max_completion_length``), query 1's too where query 2
     follows it in context.
     """
-    policy = stage == "joint" or crop_source == "policy"
+    policy = stage == "joint" or crop_source in ("policy", "locator")  # crops not fixed by the annotations
     in_context = lengths.protocol.examine_in_context
     worst = (0, "")
     for record in records:
@@ -144,6 +145,31 @@ def rollout_lengths(records: Sequence[Record], lengths: Lengths, stage: str, cro
                 total = max(total, lengths.prompt(record, "locate") + completion)
         worst = max(worst, (total, record.id))
     return worst
+
+
+def budget_cuts(records: Sequence[Record], stage: str, crop_source: str, protocol: ProtocolConfig, tokenizer: Any,
+                budget: int) -> str | None:
+    """Why ``max_completion_length`` (``budget``) is too short for this stage's answers, or None.
+
+    The reference answers the SFT warm start taught are the measure: a rollout cut at the budget
+    loses its closing tags (format 0) and whatever came after the cut (boxes, verdict), so the stage
+    would reward short answers rather than right ones. Query 1 runs under the same budget when the
+    examine stage takes the policy's crops, and in the joint stage.
+    """
+    answers = [reference_answers(r, protocol) for r in records]
+    queries = {"locate": ["locate"], "examine": ["examine"] + (["locate"] if crop_source == "policy" else []),
+               "joint": ["locate", "examine"]}[stage]
+    cut, longest = 0, (0, "", "")
+    for query in queries:
+        counts = [len(ids) + 1 for ids in tokenizer([a[query] for a in answers])["input_ids"]]  # + end of turn
+        cut += sum(n > budget for n in counts)
+        longest = max(longest, *((n, r.id, query) for n, r in zip(counts, records)))
+    if not cut:
+        return None
+    n, record_id, query = longest
+    return (f"max_completion_length {budget} cuts {cut} reference answers of {len(records)} records (the longest, "
+            f"the {query} answer of record {record_id}, is {n} tokens): cut rollouts lose their closing tags and "
+            f"what follows, so the rewards would favour short answers; raise max_completion_length to {n} or more")
 
 
 def zoom_facts(records: Sequence[Record], protocol: ProtocolConfig) -> tuple[dict[str, Any], str | None]:
@@ -209,6 +235,9 @@ def preflight(command: str, run: Any, model_dir: str, protocol: ProtocolConfig, 
         total, rid = rollout_lengths(records, lengths, run.stage, run.crop_source, completion)
         found.facts[f"longest {run.stage} rollout"] = (f"{total} tokens (record {rid}, answers at max_completion_length "
                                                         f"{completion})")
+        cuts = budget_cuts(records, run.stage, run.crop_source, protocol, processor.tokenizer, completion)
+        if cuts:
+            found.warnings.append(cuts)
         if run.use_vllm:
             try:
                 check_vllm_settings(run, world_size)

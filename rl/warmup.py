@@ -34,6 +34,7 @@ from rl.curves import plot_curves
 from rl.distributed import end_distributed, prepare_distributed
 from rl.modeling import build_protocol, load_eval_records, load_model, load_processor, load_training_records
 from rl.outputs import InfoWriter, record_recipe
+from rl.preflight import check_stage
 from zoomin.data import Record
 from zoomin.images import ImageProblem
 from zoomin.protocol import CropPolicy
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> Trainer:
     processor = load_processor(model_args.model_name_or_path)
     protocol = build_protocol(family, processor, run.protocol, model_args.model_name_or_path)
     records = load_training_records(run, run.output_dir)
+    check_stage("warmup", run, model_args.model_name_or_path, protocol, processor, records)
     train = ArtifactMaps(records, processor.image_processor, protocol.crop if run.zoom_crops else None)
     # The saved model is a ZoomIn run like any other, so the stages after it inherit its lineage and
     # its protocol (the recipe's crop policy included, which the tower has just learnt to see).

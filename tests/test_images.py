@@ -154,6 +154,8 @@ def torch_equal(a: dict, b: dict) -> bool:
 class _Echo:
     """A detector stand-in that says "fake" to every image it is given (evaluate's plumbing is under test)."""
 
+    protocol = ProtocolConfig()
+
     def locate_only(self, images, batch_size=8):
         from zoomin.detector import Located
 

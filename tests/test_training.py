@@ -16,8 +16,8 @@ import yaml
 from rl.checkpoints import last_complete_checkpoint, resolve_resume
 from rl.cli import main as cli
 from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_grpo, parse
-from rl.grpo import budget_cuts
 from rl.modeling import load_processor
+from rl.preflight import budget_cuts
 from rl.vllm import check_vllm_settings, engine_prompt_ids
 from rl.warmup import ZoomInWarmupConfig
 from zoomin.checkpoint import CheckpointInfo

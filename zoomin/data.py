@@ -54,15 +54,6 @@ class Record:
     def load_image(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         return load_rgb(self.image, max_pixels)
 
-    def to_dict(self) -> dict:
-        """The validated record as JSON-ready fields (an in-memory ``image`` does not serialise)."""
-        return {**asdict(self), "image_size": list(self.image_size)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Record:
-        """A record written by :meth:`to_dict`, trusted as validated (it is not checked again)."""
-        return cls(**{**d, "image_size": tuple(d["image_size"])})
-
 
 @dataclass
 class Finding:

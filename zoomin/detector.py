@@ -247,8 +247,12 @@ class ZoomInDetector:
         whether it was cut at the answer budget (no end-of-turn token among its new tokens)."""
         config = self.generation[stage]
         new = self.model.generate(**inputs, generation_config=config)[:, inputs["input_ids"].shape[1] :]
-        ends = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
-        cut = (~torch.isin(new, torch.tensor(ends, device=new.device)).any(dim=1)).tolist()
+        ends = [e for e in (config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
+                if e is not None]
+        if not ends:  # a model without an end token: no answer can be told apart as cut
+            cut = [False] * len(new)
+        else:
+            cut = (~torch.isin(new, torch.tensor(ends, device=new.device)).any(dim=1)).tolist()
         return self.processor.tokenizer.batch_decode(new, skip_special_tokens=True), cut
 
     def _verdict_prefix(self, text: str, parsed: Parsed) -> str:

@@ -75,9 +75,9 @@ class CropPolicy:
             raise ValueError(f"crop resize_longest must be >= 1 or null, got {self.resize_longest}")
         if self.min_longest < 1:
             raise ValueError(f"crop min_longest must be >= 1, got {self.min_longest}")
-        if self.max_crop_pixels is not None and self.max_crop_pixels < self.min_longest:
-            raise ValueError(f"crop max_crop_pixels must be null or at least min_longest ({self.min_longest}), "
-                             f"got {self.max_crop_pixels}")
+        if self.max_crop_pixels is not None and self.max_crop_pixels < self.min_longest**2:
+            raise ValueError(f"crop max_crop_pixels must be null or at least min_longest squared "
+                             f"({self.min_longest**2}: a small region magnified to min_longest), got {self.max_crop_pixels}")
 
     def to_dict(self) -> dict:
         return asdict(self)
