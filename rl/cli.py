@@ -222,11 +222,12 @@ def _train(name: str, argv: list[str]) -> int:
 
 
 def _check(argv: list[str]) -> int:
-    from rl.config import RecipeError
+    from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig
     from rl.preflight import main
+    from rl.warmup import ZoomInWarmupConfig
 
     try:
-        return main(argv)
+        return main(argv, {"warmup": ZoomInWarmupConfig, "sft": ZoomInSFTConfig, "grpo": ZoomInGRPOConfig})
     except (RecipeError, FileNotFoundError, ValueError) as e:
         print(f"zoomin check: error: {e}", file=sys.stderr)
         return 2

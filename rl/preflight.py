@@ -290,13 +290,14 @@ def stage_of(recipe: str) -> tuple[str, int]:
                       f"{recipe}'); every recipe is headed by its launch command")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], configs: dict[str, type]) -> int:
     """``zoomin check --config RECIPE [--sample N] [--key value ...]``: the stage's pre-flight, printed;
     0 when the stage can start, 1 with every problem named. Nothing heavier than the processor loads.
-    The number of processes is the recipe header's (``WORLD_SIZE`` overrides it)."""
+    The number of processes is the recipe header's (``WORLD_SIZE`` overrides it). ``configs`` maps each
+    training command to its config class (given by the ``zoomin`` command, which may import every stage)."""
     import os
 
-    from rl.config import RecipeError, ZoomInGRPOConfig, ZoomInSFTConfig, check_common, check_grpo, parse
+    from rl.config import RecipeError, check_common, check_grpo, parse
     from rl.modeling import build_protocol, load_processor
     from zoomin.data import load_records
 
@@ -316,11 +317,7 @@ def main(argv: list[str]) -> int:
     if not torch.cuda.is_available():  # a cluster recipe checked from a laptop: the parser refuses bf16 here
         argv += ["--bf16", "false", "--use_cpu", "true"]
         notes.append("no GPU here: bf16 and device settings were not checked")
-    if command == "warmup":
-        from rl.warmup import ZoomInWarmupConfig as config_cls
-    else:
-        config_cls = ZoomInSFTConfig if command == "sft" else ZoomInGRPOConfig
-    run, model = parse(config_cls, argv)
+    run, model = parse(configs[command], argv)
     found = Findings()
     try:
         family = check_grpo(run, model) if command == "grpo" else check_common(run, model)
