@@ -51,6 +51,8 @@ class _Stages:
 STAGES = {"warmup": warmup.ZoomInWarmupConfig, "sft": ZoomInSFTConfig, "grpo_locate": ZoomInGRPOConfig,
           "grpo_examine": ZoomInGRPOConfig}
 """The demo's training stages (each runs ``recipes/tiny/<stage>.yaml``) and their config classes."""
+ENVIRONMENT = ("torch", "transformers", "trl", "accelerate", "peft", "deepspeed")
+"""Packages whose versions each demo summary records (``environment``)."""
 SET_BY_THE_DEMO = ("model_name_or_path", "train_data", "eval_data", "output_dir", "seed")
 
 
@@ -188,10 +190,18 @@ def _comparison(results: dict[str, dict], out: Path, trends: dict[str, tuple[flo
     for stage, (first, last) in trends.items():
         lines.append(f"| GRPO {stage} reward on held-out prompts, before / after | {_fmt(first)} | {_fmt(last)} |")
     lines += ["", "Full metrics: metrics.json. Evaluation table of the final checkpoint:", "",
-              format_table({"clean": results["sft+grpo"]})]
+              format_table({"clean": results["sft+grpo"]}), "", f"Packages: {environment()}."]
     table = "\n".join(lines)
     (out / "summary.md").write_text("# ZoomIn demo on MagniFake-mini\n\n" + table + "\n")
     return table
+
+
+def environment() -> str:
+    """The versions of the packages that decide the demo's numbers: figures from two environments can
+    differ with the same code and seed (a newer transformers moved the SFT models' IoU by up to 0.05)."""
+    from importlib.metadata import version
+
+    return ", ".join(f"{name} {version(name)}" for name in ENVIRONMENT)
 
 
 def _fmt(value: float | None) -> str:
