@@ -126,6 +126,12 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def markdown(header: list[str], rows: list[list[object]]) -> list[str]:
+    """A markdown table's lines: the header, its rule and one line per row."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
+
+
 def token_table(models: dict[str, Path], data: Path, budgets: list[int]) -> tuple[str, list[dict]]:
     """Image tokens of the global views, the longest crop and the longest SFT examples, per family and budget
     (the default crop policy: native crops from 448 px, bounded by the budget alone), and under each scale
@@ -154,11 +160,11 @@ def token_table(models: dict[str, Path], data: Path, budgets: list[int]) -> tupl
                          "median": statistics.median(per_image), "max": max(per_image), "crop_max": lengths.crop_bound,
                          "locate": longest["locate"][0], "examine": longest["examine"][0]})
     lines = [f"{len(records)} photographs of 2.1-4.0 MP, {sum(len(r.boxes) for r in records)} boxes; default crop "
-             "policy (native, magnified to 448 px, bounded by the budget); the recipe rows use their own\n",
-             "| family | budget (image tokens) | max_pixels | global view tokens, median | max | one crop at most "
-             "| longest SFT locate example | longest SFT examine example |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['family']} | {r['budget']} | {r['max_pixels']:,} | {r['median']:.0f} | {r['max']} | {r['crop_max']} "
-              f"| {r['locate']} | {r['examine']} |" for r in rows]
+             "policy (native, magnified to 448 px, bounded by the budget); the recipe rows use their own\n"]
+    lines += markdown(["family", "budget (image tokens)", "max_pixels", "global view tokens, median", "max",
+                       "one crop at most", "longest SFT locate example", "longest SFT examine example"],
+                      [[r["family"], r["budget"], f"{r['max_pixels']:,}", f"{r['median']:.0f}", r["max"], r["crop_max"],
+                        r["locate"], r["examine"]] for r in rows])
     return "\n".join(lines), rows
 
 
@@ -213,17 +219,18 @@ def step_table(results: list[dict]) -> str:
     what another run on one free core would take."""
     lines = ["One process per run, 1 thread; SFT: 1 example per step (locate or examine rows in the data's shuffled "
              "order; its tokens listed); GRPO locate: 2 completions of up to 64 tokens per step, beta 0.04. "
-             "median (min-max) over the steps; steps from the first, which loads the first batch\n",
-             "| family | budget (image tokens) | stage | steps | wall s/step | CPU s/step | tokens/step | peak RSS GiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "median (min-max) over the steps; steps from the first, which loads the first batch\n"]
+    rows = []
     for r in results:
-        head = f"| {r['family']} | {r['budget']} | {r['stage']} "
+        head = [r["family"], r["budget"], r["stage"]]
         if "error" in r:
-            lines.append(head + f"| - | {r['error']} | | | |")
+            rows.append([*head, "-", r["error"], "", "", ""])
             continue
         tokens = " / ".join(f"{t:.0f}" for t in r["tokens_per_step"]) or "-"
-        lines.append(head + f"| {len(r['step_s'])} | {spread(r['step_s'], 1)} | {spread(r['step_cpu_s'], 1)} | {tokens} "
-                     f"| {r['peak_rss_gib']:.1f} |")
+        rows.append([*head, len(r["step_s"]), spread(r["step_s"], 1), spread(r["step_cpu_s"], 1), tokens,
+                     f"{r['peak_rss_gib']:.1f}"])
+    lines += markdown(["family", "budget (image tokens)", "stage", "steps", "wall s/step", "CPU s/step", "tokens/step",
+                       "peak RSS GiB"], rows)
     return "\n".join(lines)
 
 
@@ -300,31 +307,31 @@ def zoom_table(models: dict[str, Path], data: Path, out: Path, mini_n: int) -> t
                      **zoom_rows("old default: resize_longest 112", photos,
                                  ProtocolConfig(codec=codec, crop=CropPolicy(resize_longest=112)))})
     lines = ["zoom factor = detail of a box's region in its crop / in the global view, both after the processor's "
-             "resize; median (min-max) over the annotated boxes, and by the crop window's longest side\n",
-             "| data | model, budget | crop policy | boxes | zoom, all | below 1x | window < 256 px | 256-640 px "
-             "| >= 640 px |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['data']} | {r['model']} | {r['policy']} | {r['boxes']} | {r['all']} | {r['below_1']:.0%} "
-              f"| {r['window < 256 px']} | {r['256-640 px']} | {r['>= 640 px']} |" for r in rows]
+             "resize; median (min-max) over the annotated boxes, and by the crop window's longest side\n"]
+    sizes = ["window < 256 px", "256-640 px", ">= 640 px"]
+    lines += markdown(["data", "model, budget", "crop policy", "boxes", "zoom, all", "below 1x", *sizes],
+                      [[r["data"], r["model"], r["policy"], r["boxes"], r["all"], f"{r['below_1']:.0%}",
+                        *(r[k] for k in sizes)] for r in rows])
     return "\n".join(lines), rows
 
 
 def zoom_by_size(models: dict[str, Path]) -> str:
     """The scale recipes' zoom by photograph size, for a 600 px window (a native crop: the zoom is the global
-    view's shrink factor) and for a window of the whole image (past ``max_crop_pixels``, scaled down)."""
+    view's shrink factor) and for a window of the whole image (scaled down to the budget, or to ``max_crop_pixels``)."""
     from zoomin.protocol import CropPolicy, ProtocolConfig
     from zoomin.zoom import zoom_factor
 
-    lines = ["| recipe | photograph | MP | global view | zoom, 600 px window | zoom, whole-image window |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for family, model in models.items():
         recipe = yaml.safe_load(Path(SCALE_RECIPES[family]).read_text())["protocol"]
         protocol = ProtocolConfig(codec=codec_of(family, model, **recipe["codec"]), crop=CropPolicy(**recipe["crop"]))
         for w, h in sorted(set(SIZES), key=lambda s: s[0] * s[1]):
             gw, gh = protocol.codec.resized((w, h))
-            lines.append(f"| {SCALE_RECIPES[family]} | {w}x{h} | {w * h / 1e6:.2f} | {gw}x{gh} "
-                         f"| {zoom_factor([0, 0, 600, 600], (w, h), protocol):.2f} "
-                         f"| {zoom_factor([0, 0, w, h], (w, h), protocol):.2f} |")
-    return "\n".join(lines)
+            rows.append([SCALE_RECIPES[family], f"{w}x{h}", f"{w * h / 1e6:.2f}", f"{gw}x{gh}",
+                         f"{zoom_factor([0, 0, 600, 600], (w, h), protocol):.2f}",
+                         f"{zoom_factor([0, 0, w, h], (w, h), protocol):.2f}"])
+    return "\n".join(markdown(["recipe", "photograph", "MP", "global view", "zoom, 600 px window",
+                                "zoom, whole-image window"], rows))
 
 
 def main() -> None:
